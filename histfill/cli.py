@@ -1,0 +1,62 @@
+"""``histfill``: the operator's entry point.
+
+Each subcommand is a thin shell around a module that does the work, so the same code serves the
+CLI, the services and the tests.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from histfill import stack as stack_mod
+from shared.errors import HistfillError
+from shared.logging import configure_logging
+
+app = typer.Typer(help="Move historian data (PI, ACE IoT) into QuestDB through Kafka.", no_args_is_help=True)
+stack_app = typer.Typer(help="The local Kafka + QuestDB + Redis stack, without Docker.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+
+console = Console()
+
+
+@app.callback()
+def _main(log_level: str = typer.Option("INFO", envvar="LOG_LEVEL", help="Log level.")) -> None:
+    configure_logging(log_level)
+
+
+def _fail(exc: HistfillError) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+@stack_app.command("up")
+def stack_up(timeout: float = typer.Option(180, help="Seconds to wait for each service.")) -> None:
+    """Fetch the pinned jars if needed and start Kafka (9092), QuestDB (9000/8812), Redis (6379)."""
+    try:
+        outcome = stack_mod.up(timeout=timeout)
+    except HistfillError as exc:
+        raise _fail(exc) from exc
+    for name, what in outcome.items():
+        console.print(f"{name:8} {what}")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop every process `stack up` started."""
+    for name, stopped in stack_mod.down().items():
+        console.print(f"{name:8} {'stopped' if stopped else 'not running'}")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show each service's pid and whether it answers; exit 1 if any is down."""
+    table = Table("service", "port", "pid", "ready")
+    all_ready = True
+    for st in stack_mod.status():
+        all_ready &= st.ready
+        table.add_row(st.name, str(st.port), str(st.pid or "-"), "yes" if st.ready else "no")
+    console.print(table)
+    if not all_ready:
+        raise typer.Exit(code=1)
