@@ -11,11 +11,23 @@ from rich.console import Console
 from rich.table import Table
 
 from histfill import stack as stack_mod
+from shared.bootstrap import ensure_infrastructure
 from shared.errors import HistfillError
 from shared.logging import configure_logging
+from shared.settings import (
+    CommonSettings,
+    ConsumerSettings,
+    ProducerSettings,
+    env_table,
+    load_settings,
+)
 
-app = typer.Typer(help="Move historian data (PI, ACE IoT) into QuestDB through Kafka.", no_args_is_help=True)
-stack_app = typer.Typer(help="The local Kafka + QuestDB + Redis stack, without Docker.", no_args_is_help=True)
+app = typer.Typer(
+    help="Move historian data (PI, ACE IoT) into QuestDB through Kafka.", no_args_is_help=True
+)
+stack_app = typer.Typer(
+    help="The local Kafka + QuestDB + Redis stack, without Docker.", no_args_is_help=True
+)
 app.add_typer(stack_app, name="stack")
 
 console = Console()
@@ -60,3 +72,40 @@ def stack_status() -> None:
     console.print(table)
     if not all_ready:
         raise typer.Exit(code=1)
+
+
+@app.command("init")
+def init() -> None:
+    """Create the topics and the QuestDB table if missing (compose's one-shot init)."""
+    try:
+        settings = load_settings(CommonSettings)
+        created, check = ensure_infrastructure(settings)
+    except HistfillError as exc:
+        raise _fail(exc) from exc
+    console.print(f"topics created: {', '.join(created) or 'none (all existed)'}")
+    console.print(
+        f"table {settings.qdb_table}: WAL, PARTITION BY {check.partition_by}, "
+        f"DEDUP UPSERT KEYS({', '.join(check.upsert_keys)})"
+    )
+
+
+@app.command("env")
+def env() -> None:
+    """Print the Markdown table of every environment variable the services read."""
+    typer.echo(env_table(CommonSettings, ConsumerSettings, ProducerSettings))
+
+
+@app.command("run")
+def run() -> None:
+    """The main job on the built-in simulator (for now: the stack, topics and table, ready)."""
+    try:
+        settings = load_settings(CommonSettings)
+        created, check = ensure_infrastructure(settings)
+    except HistfillError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        "[bold]histfill[/]: Kafka 127.0.0.1:9092, QuestDB http://127.0.0.1:9000, Redis :6379 "
+        f"are up; topics ready ({len(created)} created), table {settings.qdb_table} has "
+        f"DEDUP UPSERT KEYS({', '.join(check.upsert_keys)})."
+    )
+    console.print("Stop everything with `make stack-down`.")

@@ -168,9 +168,7 @@ def check_java() -> None:
         "Maven fetches the pinned Kafka and QuestDB jars from Maven Central: "
         "install it, e.g. `apt-get install maven`.",
     )
-    out = subprocess.run(
-        ["java", "-version"], capture_output=True, text=True, check=False
-    ).stderr
+    out = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr
     major = _java_major(out)
     if major is not None and major < 17:
         raise StackError(f"Java {major} found; Kafka 4 and QuestDB 9.3 need Java 17 or newer.")
@@ -178,8 +176,8 @@ def check_java() -> None:
 
 def _java_major(version_output: str) -> int | None:
     """Parse `java -version` output ('openjdk version "17.0.15" ...') into its major number."""
-    for token in version_output.split():
-        token = token.strip('"')
+    for raw in version_output.split():
+        token = raw.strip('"')
         if token[:1].isdigit():
             head = token.split(".")[0]
             if head == "1":  # 1.8.0 style
@@ -202,8 +200,14 @@ def fetch_jars(paths: StackPaths) -> None:
         target.mkdir(parents=True)
         result = subprocess.run(
             [
-                "mvn", "-q", "-B", "-f", str(paths.pom), f"-P{profile}",
-                "dependency:copy-dependencies", f"-DoutputDirectory={target}",
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(paths.pom),
+                f"-P{profile}",
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={target}",
             ],
             capture_output=True,
             text=True,
@@ -304,9 +308,17 @@ def _prepare_kafka(paths: StackPaths) -> None:
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     result = subprocess.run(
         [
-            "java", "-Xmx256m", "-cp", _classpath(paths.lib / "kafka"),
+            "java",
+            "-Xmx256m",
+            "-cp",
+            _classpath(paths.lib / "kafka"),
             f"-Dlog4j2.configurationFile={paths.conf / 'kafka-log4j2.properties'}",
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(properties),
         ],
         capture_output=True,
         text=True,
@@ -318,12 +330,18 @@ def _prepare_kafka(paths: StackPaths) -> None:
 
 def _kafka_command(paths: StackPaths) -> list[str]:
     return [
-        "java", f"-Xmx{KAFKA_HEAP}", "-Xms128m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "java",
+        f"-Xmx{KAFKA_HEAP}",
+        "-Xms128m",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={paths.conf / 'kafka-log4j2.properties'}",
         f"-Dkafka.logs.dir={paths.logs}",
-        "-cp", _classpath(paths.lib / "kafka"),
-        "kafka.Kafka", str(paths.conf / "kafka-server.properties"),
+        "-cp",
+        _classpath(paths.lib / "kafka"),
+        "kafka.Kafka",
+        str(paths.conf / "kafka-server.properties"),
     ]
 
 
@@ -338,9 +356,16 @@ def _questdb_command(paths: StackPaths) -> list[str]:
     if not jars:
         raise StackError(f"no QuestDB jar in {paths.lib / 'questdb'}: run `histfill stack up`")
     return [
-        "java", f"-Xmx{QUESTDB_HEAP}", "-Xms256m", "-XX:+UseParallelGC",
-        "-p", str(jars[-1]), "-m", "io.questdb/io.questdb.ServerMain",
-        "-d", str(paths.data / "questdb"),
+        "java",
+        f"-Xmx{QUESTDB_HEAP}",
+        "-Xms256m",
+        "-XX:+UseParallelGC",
+        "-p",
+        str(jars[-1]),
+        "-m",
+        "io.questdb/io.questdb.ServerMain",
+        "-d",
+        str(paths.data / "questdb"),
     ]
 
 
@@ -348,9 +373,21 @@ def _redis_command(paths: StackPaths) -> list[str]:
     data_dir = paths.data / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     return [
-        ensure_redis_server(), "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
-        "--dir", str(data_dir), "--save", "", "--appendonly", "no", "--daemonize", "no",
-        "--protected-mode", "yes",
+        ensure_redis_server(),
+        "--port",
+        str(REDIS_PORT),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
     ]
 
 
@@ -376,7 +413,7 @@ def _read_pid(paths: StackPaths, name: str) -> int | None:
     return pid
 
 
-def _wait_until(
+def wait_until(
     condition: Callable[[], bool],
     timeout: float,
     interval: float = 0.25,
@@ -424,7 +461,7 @@ def start_service(service: Service, paths: StackPaths, timeout: float = 120) -> 
         )
     paths.pid_file(service.name).write_text(str(process.pid))
     started = time.monotonic()
-    if not _wait_until(service.ready, timeout, alive=lambda: process.poll() is None):
+    if not wait_until(service.ready, timeout, alive=lambda: process.poll() is None):
         stop_service(service.name, paths)
         raise StackError(
             f"{service.name} did not become ready within {timeout:.0f}s "
@@ -446,11 +483,11 @@ def stop_service(name: str, paths: StackPaths, timeout: float = 30) -> bool:
         return False
     with suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    if not _wait_until(lambda: not _group_alive(pid), timeout):
+    if not wait_until(lambda: not _group_alive(pid), timeout):
         log.warning("stack_service_sigkill", service=name, pid=pid)
         with suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        _wait_until(lambda: not _group_alive(pid), 10)
+        wait_until(lambda: not _group_alive(pid), 10)
     paths.pid_file(name).unlink(missing_ok=True)
     log.info("stack_service_stopped", service=name, pid=pid)
     return True
@@ -493,4 +530,6 @@ def status(paths: StackPaths | None = None) -> Iterator[ServiceStatus]:
     """Each service's pid (if we started it) and whether it answers."""
     paths = paths or StackPaths()
     for service in SERVICES:
-        yield ServiceStatus(service.name, _read_pid(paths, service.name), service.ready(), service.port)
+        yield ServiceStatus(
+            service.name, _read_pid(paths, service.name), service.ready(), service.port
+        )

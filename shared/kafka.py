@@ -1,0 +1,146 @@
+"""Kafka helpers shared by the services: client configs from settings and idempotent topics.
+
+Clients are created by the services' ``main()`` (never at import time) from these configs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from shared.errors import HistfillError
+from shared.settings import CommonSettings
+
+log = structlog.get_logger(__name__)
+
+
+class KafkaSetupError(HistfillError):
+    """Topics could not be created or checked."""
+
+    retriable = True
+
+
+def base_config(settings: CommonSettings) -> dict[str, Any]:
+    """librdkafka properties every client shares: servers and security."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        conf["sasl.mechanism"] = settings.kafka_sasl_mechanism
+    if settings.kafka_sasl_username:
+        conf["sasl.username"] = settings.kafka_sasl_username
+    if settings.kafka_sasl_password:
+        conf["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    return conf
+
+
+def producer_config(settings: CommonSettings, **overrides: Any) -> dict[str, Any]:
+    """An idempotent producer tuned for large batches (lz4, 64 KiB-1 MiB batches)."""
+    return {
+        **base_config(settings),
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 20,
+        "batch.size": 1_048_576,
+        "message.max.bytes": 8_388_608,
+        **overrides,
+    }
+
+
+def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    """A consumer that never commits on its own: offsets are stored after the sink accepted.
+
+    ``read_committed`` hides the data of aborted backfill transactions.
+    """
+    return {
+        **base_config(settings),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
+        **overrides,
+    }
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic histfill needs, with the partition count and configs it should have."""
+
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(settings: CommonSettings) -> list[TopicSpec]:
+    """The four topics: real-time, backfill, dead letters, and compacted backfill state."""
+    rf = settings.topic_replication_factor
+    return [
+        TopicSpec(settings.topic_realtime, settings.topic_realtime_partitions, rf),
+        TopicSpec(settings.topic_backfill, settings.topic_backfill_partitions, rf),
+        TopicSpec(settings.topic_dlq, settings.topic_dlq_partitions, rf, {"retention.ms": "-1"}),
+        TopicSpec(
+            settings.topic_state,
+            settings.topic_state_partitions,
+            rf,
+            # compacted: the latest state per request/chunk key survives forever
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+        ),
+    ]
+
+
+def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """Create the topics that are missing; returns the names created. Safe to run concurrently.
+
+    An existing topic is left as it is (with a warning when it has fewer partitions than asked):
+    changing partition counts under a running pipeline would move keys between partitions.
+    """
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise KafkaSetupError(f"cannot list Kafka topics: {exc}") from exc
+    missing = [spec for spec in specs if spec.name not in existing]
+    for spec in specs:
+        if spec.name in existing and len(existing[spec.name].partitions) < spec.partitions:
+            log.warning(
+                "topic_has_fewer_partitions",
+                topic=spec.name,
+                partitions=len(existing[spec.name].partitions),
+                wanted=spec.partitions,
+            )
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                s.name,
+                num_partitions=s.partitions,
+                replication_factor=s.replication_factor,
+                config=s.config,
+            )
+            for s in missing
+        ],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+            log.info("topic_created", topic=name)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue  # another service won the race: fine
+            raise KafkaSetupError(f"cannot create topic {name}: {exc}") from exc
+    return created

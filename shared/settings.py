@@ -1,0 +1,313 @@
+"""Typed, frozen settings, read from environment variables once, in each service's ``main()``.
+
+Nothing else in histfill reads ``os.environ``. Every field's environment variable is its name in
+upper case (``kafka_bootstrap_servers`` <- ``KAFKA_BOOTSTRAP_SERVERS``); its description is the
+documentation, rendered into the README's table by :func:`env_table` and checked by a test.
+A bad value stops the service at start with a :class:`~shared.errors.ConfigError` that names the
+variable; secrets are :class:`~pydantic.SecretStr` and are never echoed, not even in that error.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shared.errors import ConfigError
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+Port = Annotated[int, Field(ge=1, le=65535)]
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
+
+
+def parse_qdb_conf(conf: str) -> tuple[str, dict[str, str]]:
+    """Split a QuestDB client configuration string (``http::addr=h:9000;k=v;``) into parts.
+
+    The grammar is the client's own: ``schema::key=value;`` pairs, where ``;;`` is a literal
+    semicolon inside a value.
+    """
+    schema, sep, rest = conf.partition("::")
+    if not sep or schema not in {"http", "https", "tcp", "tcps"}:
+        raise ValueError("must start with http::, https::, tcp:: or tcps::")
+    params: dict[str, str] = {}
+    key, value, in_value, i = "", "", False, 0
+    while i < len(rest):
+        ch = rest[i]
+        if not in_value:
+            if ch == "=":
+                in_value = True
+            else:
+                key += ch
+        elif ch == ";":
+            if rest[i + 1 : i + 2] == ";":
+                value += ";"
+                i += 1
+            else:
+                params[key.strip()] = value
+                key, value, in_value = "", "", False
+        else:
+            value += ch
+        i += 1
+    if in_value:
+        params[key.strip()] = value
+    elif key.strip():
+        raise ValueError(f"key {key.strip()!r} has no value")
+    if "addr" not in params:
+        raise ValueError("needs addr=host:port")
+    return schema, params
+
+
+class CommonSettings(BaseSettings):
+    """What every histfill service reads: Kafka, topics, QuestDB, Redis, logging."""
+
+    model_config = SettingsConfigDict(frozen=True, case_sensitive=False, extra="ignore")
+
+    log_level: LogLevel = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="`json`, `console`, or `auto` (JSON unless stderr is a terminal)."
+    )
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated `host:port`."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka `security.protocol`."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="Kafka SASL mechanism, when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(None, description="Kafka SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="Kafka SASL password (secret).")
+
+    topic_realtime: str = Field("naia.datapoints", description="Real-time data topic.")
+    topic_backfill: str = Field("naia.datapoints.backfill", description="Backfill data topic.")
+    topic_dlq: str = Field(
+        "naia.datapoints.dlq", description="Dead-letter topic for poison messages."
+    )
+    topic_state: str = Field(
+        "naia.backfill.state",
+        description="Compacted topic holding backfill request state and chunk checkpoints.",
+    )
+    topic_realtime_partitions: int = Field(
+        3, ge=1, description="Partitions of the real-time topic."
+    )
+    topic_backfill_partitions: int = Field(
+        12, ge=1, description="Partitions of the backfill topic."
+    )
+    topic_dlq_partitions: int = Field(1, ge=1, description="Partitions of the dead-letter topic.")
+    topic_state_partitions: int = Field(1, ge=1, description="Partitions of the state topic.")
+    topic_replication_factor: int = Field(
+        1, ge=1, description="Replication factor for topics histfill creates."
+    )
+    schema_registry_url: str | None = Field(
+        None,
+        description="Confluent Schema Registry URL; unset = Avro single-object encoding, "
+        "schemas resolved from `schemas/` by fingerprint.",
+    )
+
+    qdb_client_conf: SecretStr = Field(
+        SecretStr("http::addr=127.0.0.1:9000;"),
+        description="QuestDB client configuration string (ILP over HTTP), "
+        "e.g. `http::addr=questdb:9000;username=..;password=..;` (secret).",
+    )
+    qdb_table: str = Field(
+        "point_data",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,126}$",
+        description="QuestDB table the values land in.",
+    )
+
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"),
+        description="Redis URL for the latest-value cache (secret: may hold a password).",
+    )
+    redis_key_prefix: str = Field(
+        "histfill:latest:",
+        description="Prefix of the latest-value keys (`<prefix><source_address>`).",
+    )
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers or not all(_HOST_PORT.match(s) for s in servers):
+            raise ValueError("expected comma-separated host:port entries")
+        return ",".join(servers)
+
+    @field_validator("topic_realtime", "topic_backfill", "topic_dlq", "topic_state")
+    @classmethod
+    def _check_topic(cls, value: str) -> str:
+        if not _TOPIC.match(value) or value in {".", ".."}:
+            raise ValueError("a Kafka topic name is 1-249 characters of [A-Za-z0-9._-]")
+        return value
+
+    @field_validator("qdb_client_conf")
+    @classmethod
+    def _check_qdb_conf(cls, value: SecretStr) -> SecretStr:
+        parse_qdb_conf(value.get_secret_value())
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr) -> SecretStr:
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in {"redis", "rediss", "unix"} or not (parts.hostname or parts.path):
+            raise ValueError("expected redis://[:password@]host:port/db (or rediss://, unix://)")
+        return value
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _check_registry(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("expected an http(s):// URL")
+        return value or None
+
+    @property
+    def qdb_http_url(self) -> str:
+        """The QuestDB HTTP endpoint for SQL (DDL, checks), from the ILP configuration."""
+        schema, params = parse_qdb_conf(self.qdb_client_conf.get_secret_value())
+        scheme = "https" if schema in {"https", "tcps"} else "http"
+        host = params["addr"].rsplit(":", 1)[0] if schema.startswith("tcp") else params["addr"]
+        if schema.startswith("tcp"):
+            host += ":9000"
+        return f"{scheme}://{host}"
+
+    @property
+    def qdb_http_auth(self) -> tuple[str, str] | None:
+        """Basic-auth credentials for SQL over HTTP, when the ILP configuration carries them."""
+        _, params = parse_qdb_conf(self.qdb_client_conf.get_secret_value())
+        if "username" in params and "password" in params:
+            return params["username"], params["password"]
+        return None
+
+
+class ConsumerSettings(CommonSettings):
+    """The consumer service: Kafka -> QuestDB + Redis."""
+
+    consumer_group_id: str = Field("histfill-ingest", description="Kafka consumer group id.")
+    metrics_port: Port = Field(
+        9108, description="Port of the consumer's /metrics, /health, /ready."
+    )
+
+
+class ProducerSettings(CommonSettings):
+    """The producer service: historians -> Kafka, with the HTTP API."""
+
+    api_host: str = Field("0.0.0.0", description="Address the backfill HTTP API binds to.")  # noqa: S104  # a service in a container listens on all interfaces
+    api_port: Port = Field(5052, description="Port of the backfill HTTP API (the seed's 5052).")
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token required by the mutating API endpoints, if set (secret)."
+    )
+
+    pi_web_api_url: str | None = Field(
+        None, description="PI Web API base URL, e.g. `https://pi.example/piwebapi`."
+    )
+    pi_username: str | None = Field(None, description="PI Web API Basic-auth user.")
+    pi_password: SecretStr | None = Field(
+        None, description="PI Web API Basic-auth password (secret)."
+    )
+    pi_bearer_token: SecretStr | None = Field(None, description="PI Web API bearer token (secret).")
+    pi_verify_tls: bool = Field(True, description="Verify the PI Web API's TLS certificate.")
+    pi_ca_bundle: str | None = Field(None, description="CA bundle file for the PI Web API's TLS.")
+    pi_max_count: int = Field(
+        150_000, ge=1, le=10_000_000, description="`maxCount` per PI recorded-values request."
+    )
+    points_per_request: int = Field(
+        10, ge=1, le=1000, description="Points per PI streamset request (the seed's 10)."
+    )
+
+    ace_api_url: str | None = Field(
+        None, description="ACE IoT API base URL (the seed's `ACE_API_URL`)."
+    )
+    ace_api_key: SecretStr | None = Field(
+        None, description="ACE IoT API bearer key (the seed's `ACE_API_KEY`; secret)."
+    )
+
+    source_max_requests_per_second: float = Field(
+        20.0, gt=0, description="Request-rate budget per historian host, shared by all workers."
+    )
+
+    @field_validator("pi_web_api_url", "ace_api_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("expected an http(s):// URL")
+        return value or None
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def load_settings(cls: type[S], environ: dict[str, str] | None = None) -> S:
+    """Read ``cls`` from the environment (or ``environ``), turning errors into one ConfigError.
+
+    The message names each offending variable and, unless it is a secret, the value it had.
+    """
+    try:
+        if environ is None:
+            return cls()
+        # An explicit mapping (tests, `histfill config check`) replaces the process environment.
+        known = {name.upper(): name for name in cls.model_fields}
+        values: dict[str, Any] = {
+            known[key.upper()]: value for key, value in environ.items() if key.upper() in known
+        }
+        settings: S = _without_env(cls)(**values)
+        return settings
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            annotation = (
+                str(cls.model_fields[field].annotation) if field in cls.model_fields else ""
+            )
+            shown = "" if "SecretStr" in annotation else f" (got {error.get('input')!r})"
+            problems.append(f"{field.upper()}: {error['msg']}{shown}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@functools.cache
+def _without_env(cls: type[S]) -> type[S]:
+    """A subclass of ``cls`` that reads only its init arguments, never ``os.environ``."""
+
+    class _InitOnly(cls):  # type: ignore[valid-type,misc]
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            *_others: PydanticBaseSettingsSource,
+            **_named: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings,)
+
+    _InitOnly.__name__ = cls.__name__
+    _InitOnly.__qualname__ = cls.__qualname__
+    return _InitOnly
+
+
+def env_table(*classes: type[CommonSettings]) -> str:
+    """The Markdown table of every environment variable the given settings read."""
+    rows: dict[str, tuple[str, str]] = {}
+    for cls in classes:
+        for name, info in cls.model_fields.items():
+            default = info.default
+            if isinstance(default, SecretStr):
+                default = default.get_secret_value()
+            shown = "" if default is None else f"`{default}`"
+            rows.setdefault(name.upper(), (shown, info.description or ""))
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{var}` | {default} | {desc} |" for var, (default, desc) in rows.items()]
+    return "\n".join(lines)
+
+
+def all_env_vars() -> set[str]:
+    """Every environment variable histfill's services read."""
+    return {
+        name.upper()
+        for cls in (CommonSettings, ConsumerSettings, ProducerSettings)
+        for name in cls.model_fields
+    }

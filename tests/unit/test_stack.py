@@ -1,0 +1,48 @@
+"""The stack manager's pure parts and its refusal messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from histfill import stack
+from shared.errors import StackError
+
+
+@pytest.mark.parametrize(
+    ("output", "major"),
+    [
+        ('openjdk version "17.0.15" 2025-04-15', 17),
+        ('openjdk version "25" 2025-09-16', 25),
+        ('java version "1.8.0_402"', 8),
+        ('openjdk version "21-ea" 2023-09-19', 21),
+        ("no version here", None),
+    ],
+)
+def test_java_major(output: str, major: int | None) -> None:
+    """`java -version` output of several vendors and eras parses to its major version."""
+    assert stack._java_major(output) == major
+
+
+def test_missing_java_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without java on PATH, `stack up` says what to install instead of crashing."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(StackError, match=r"`java` was not found.*Java 17"):
+        stack.check_java()
+
+
+def test_missing_maven_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With java but no mvn, the message names Maven and why it is needed."""
+    real_which = stack.shutil.which
+    monkeypatch.setattr(
+        stack.shutil, "which", lambda tool: None if tool == "mvn" else real_which(tool)
+    )
+    with pytest.raises(StackError, match=r"`mvn` was not found.*Maven Central"):
+        stack.check_java()
+
+
+def test_kafka_heap_and_questdb_heap_are_bounded() -> None:
+    """The JVMs are started with the heap caps the machine budget allows."""
+    paths = stack.StackPaths()
+    kafka = stack._kafka_command(paths)
+    assert "-Xmx512m" in kafka
+    assert "kafka.Kafka" in kafka
