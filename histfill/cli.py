@@ -109,3 +109,44 @@ def run() -> None:
         f"DEDUP UPSERT KEYS({', '.join(check.upsert_keys)})."
     )
     console.print("Stop everything with `make stack-down`.")
+
+
+@app.command("consumer")
+def consumer() -> None:
+    """Run the consumer service (same as `python -m consumer`)."""
+    from consumer.main import main as consumer_main  # noqa: PLC0415  # load the service on demand
+
+    raise typer.Exit(code=consumer_main())
+
+
+@app.command("lag")
+def lag(
+    group: str = typer.Option(None, help="Consumer group (default: CONSUMER_GROUP_ID)."),
+    all_topics: bool = typer.Option(False, "--all-topics", help="Every topic the group committed."),
+) -> None:
+    """Committed offset, end offset and lag per topic and partition, with totals per topic."""
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+
+    from consumer.lag import group_lag, totals  # noqa: PLC0415
+    from shared.kafka import base_config  # noqa: PLC0415
+
+    try:
+        settings = load_settings(ConsumerSettings)
+        group_id = group or settings.consumer_group_id
+        topics = None if all_topics else [settings.topic_realtime, settings.topic_backfill]
+        rows = group_lag(AdminClient(base_config(settings)), group_id, topics)
+    except HistfillError as exc:
+        raise _fail(exc) from exc
+    table = Table("group", "topic", "partition", "committed", "end", "lag", title="consumer lag")
+    for row in rows:
+        table.add_row(
+            row.group,
+            row.topic,
+            str(row.partition),
+            "-" if row.committed is None else str(row.committed),
+            str(row.end),
+            "-" if row.lag is None else str(row.lag),
+        )
+    console.print(table)
+    for topic, total in totals(rows).items():
+        console.print(f"total lag {topic}: {total}")

@@ -189,8 +189,37 @@ class ConsumerSettings(CommonSettings):
     """The consumer service: Kafka -> QuestDB + Redis."""
 
     consumer_group_id: str = Field("histfill-ingest", description="Kafka consumer group id.")
-    metrics_port: Port = Field(
-        9108, description="Port of the consumer's /metrics, /health, /ready."
+    metrics_port: int = Field(
+        9108, ge=0, le=65535, description="Port of the consumer's /metrics, /health, /ready (0: off)."
+    )
+    flush_rows: int = Field(
+        250_000, ge=1, description="Flush to QuestDB once this many values are buffered."
+    )
+    flush_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Flush once the buffered Kafka messages reach this many bytes.",
+    )
+    flush_interval_ms: int = Field(
+        500, ge=1, description="Flush at least this often (ms) while data is buffered."
+    )
+    poll_batch: int = Field(
+        500, ge=1, le=100_000, description="Messages taken from Kafka per consume() call."
+    )
+    realtime_lag_pause_threshold: int = Field(
+        1_000,
+        ge=0,
+        description="Pause the backfill partitions while real-time lag (messages) exceeds "
+        "this; resume below half of it. 0: never pause.",
+    )
+    backfill_max_values_per_second: float = Field(
+        0.0, ge=0, description="Cap on backfill values ingested per second (0: no cap)."
+    )
+    sink_retry_max_backoff_s: float = Field(
+        30.0, gt=0, description="Longest wait between retries while QuestDB or Redis is down."
+    )
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0, description="On SIGTERM/SIGINT: time allowed to flush and commit before exit."
     )
 
 

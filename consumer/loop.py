@@ -1,0 +1,435 @@
+"""The consume loop: poll -> decode -> QuestDB -> dead letters -> Redis -> store and commit offsets.
+
+The commit protocol, in one place:
+
+1. Messages are polled and decoded into a pending flush; nothing is committed yet
+   (``enable.auto.commit`` and ``enable.auto.offset.store`` are off).
+2. A flush writes every pending batch to QuestDB as one ILP/HTTP request. If QuestDB is down the
+   loop pauses its partitions and retries with backoff, keeping the data and committing nothing.
+   Batches QuestDB refuses (bad data) are found by bisection and become dead letters.
+3. Dead letters are produced to the DLQ and acknowledged by the broker.
+4. The Redis latest-value cache is updated (newest wins; idempotent).
+5. Only then are the messages' offsets stored and committed, synchronously.
+
+A crash anywhere before step 5 replays the flush's messages on restart: the rows are written
+again, and ``DEDUP UPSERT KEYS(ts, source_address)`` turns them into upserts of the same rows.
+At-least-once delivery plus an idempotent sink is exactly-once in effect.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import structlog
+from confluent_kafka import (
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+
+from consumer.decode import Poison, decode_message
+from consumer.dlq import DeadLetterPublisher
+from consumer.latest_cache import LatestValueCache
+from consumer.metrics import ConsumerMetrics, Heartbeat
+from consumer.questdb_sink import QuestDBSink
+from shared.batch import PointBatch
+from shared.codec import BatchCodec
+from shared.errors import DecodeError, SinkError
+from shared.settings import ConsumerSettings
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Pending:
+    """What has been polled since the last commit."""
+
+    messages: list[Message] = field(default_factory=list)
+    batches: list[PointBatch] = field(default_factory=list)
+    batch_messages: list[Message] = field(default_factory=list)
+    poisons: list[Poison] = field(default_factory=list)
+    values: int = 0
+    size: int = 0
+    since: float | None = None
+
+    def add(self, message: Message, decoded: PointBatch | Poison, now: float) -> None:
+        self.messages.append(message)
+        self.size += len(message.value() or b"")
+        if self.since is None:
+            self.since = now
+        if isinstance(decoded, Poison):
+            self.poisons.append(decoded)
+        else:
+            self.batches.append(decoded)
+            self.batch_messages.append(message)
+            self.values += len(decoded)
+
+    def keep_only(self, keep: Callable[[Message], bool]) -> None:
+        """Drop the messages of partitions we no longer own (their new owner re-reads them)."""
+        kept = _Pending()
+        for message in self.messages:
+            if keep(message):
+                kept.messages.append(message)
+                kept.size += len(message.value() or b"")
+        for message, batch in zip(self.batch_messages, self.batches, strict=True):
+            if keep(message):
+                kept.batches.append(batch)
+                kept.batch_messages.append(message)
+                kept.values += len(batch)
+        kept.poisons = [p for p in self.poisons if keep(p.message)]
+        kept.since = self.since if kept.messages else None
+        self.__dict__.update(kept.__dict__)
+
+
+class _Stopped(Exception):
+    """Raised inside a retry when the loop was told to stop."""
+
+
+class _TokenBucket:
+    """Values-per-second budget for backfill; 0 means unlimited."""
+
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._tokens = rate
+        self._at = clock()
+
+    def take(self, n: int) -> None:
+        if self.rate > 0:
+            self._refill()
+            self._tokens -= n
+
+    def wait_seconds(self) -> float:
+        if self.rate <= 0:
+            return 0.0
+        self._refill()
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+
+class IngestLoop:
+    """Runs the consume loop until ``stop`` is set; see the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        codec: BatchCodec,
+        sink: QuestDBSink,
+        cache: LatestValueCache,
+        dead_letters: DeadLetterPublisher,
+        settings: ConsumerSettings,
+        metrics: ConsumerMetrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._codec = codec
+        self._sink = sink
+        self._cache = cache
+        self._dlq = dead_letters
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311  # jitter, not security
+        self._pending = _Pending()
+        self._stop = threading.Event()
+        self._flushing = False
+        self._assigned: set[tuple[str, int]] = set()
+        self._paused: set[tuple[str, int]] = set()
+        self._backfill_lag_paused = False
+        self._bucket = _TokenBucket(settings.backfill_max_values_per_second, clock)
+        self._last_steer = 0.0
+        self.heartbeat = Heartbeat(clock=clock)
+        self.ready = False
+
+    # ------------------------------------------------------------------ rebalance callbacks
+
+    def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        self.ready = True
+        log.info("partitions_assigned", partitions=_names(partitions))
+
+    def on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Flush and commit what we hold before the partitions move to another member."""
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        log.info("partitions_revoked", partitions=_names(partitions))
+        if not self._flushing:
+            try:
+                self._flush(retry=False)
+            except SinkError as exc:
+                log.warning("flush_on_revoke_failed", error=str(exc))
+        # Whatever is still pending for revoked partitions is not ours to commit any more.
+        self._pending.keep_only(lambda m: (m.topic(), m.partition()) not in revoked)
+        self._assigned -= revoked
+        self._paused -= revoked
+
+    def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("partitions_lost", partitions=_names(partitions))
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        self._pending.keep_only(lambda m: (m.topic(), m.partition()) not in lost)
+        self._assigned -= lost
+        self._paused -= lost
+
+    # ------------------------------------------------------------------ the loop
+
+    def stop(self) -> None:
+        """Ask the loop to finish: it flushes, commits and returns."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Consume until stopped; on the way out flush and commit within the shutdown budget."""
+        settings = self._settings
+        interval = settings.flush_interval_ms / 1000
+        try:
+            while not self._stop.is_set():
+                self.heartbeat.beat()
+                messages = self._consumer.consume(settings.poll_batch, timeout=min(interval, 0.5))
+                for message in messages:
+                    self._accept(message)
+                if self._flush_due():
+                    self._flush()
+                self._steer()
+        except _Stopped:
+            pass
+        finally:
+            self._shutdown()
+
+    def _accept(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                return
+            if error.fatal():
+                raise KafkaException(error)
+            log.warning("kafka_consume_error", error=str(error))
+            return
+        decoded = self._retry(
+            "schema_registry", lambda: decode_message(self._codec, message), DecodeError
+        )
+        self._pending.add(message, decoded, self._clock())
+        if message.topic() == self._settings.topic_backfill and not isinstance(decoded, Poison):
+            self._bucket.take(len(decoded))
+
+    def _flush_due(self) -> bool:
+        pending, s = self._pending, self._settings
+        if not pending.messages or pending.since is None:
+            return False
+        return (
+            pending.values >= s.flush_rows
+            or pending.size >= s.flush_bytes
+            or (self._clock() - pending.since) * 1000 >= s.flush_interval_ms
+        )
+
+    def _flush(self, retry: bool = True) -> None:
+        """Write, dead-letter, cache, then commit; see the module docstring."""
+        pending = self._pending
+        if not pending.messages:
+            return
+        self._flushing = True
+        started = self._clock()
+        try:
+            rejections = self._retry(
+                "questdb", lambda: self._sink.write(pending.batches), SinkError, retry
+            )
+            rejected = {r.index for r in rejections}
+            for r in rejections:
+                pending.poisons.append(
+                    Poison(pending.batch_messages[r.index], "QuestDBRejected", r.reason)
+                )
+            accepted = [b for i, b in enumerate(pending.batches) if i not in rejected]
+            if pending.poisons:
+                self._retry("dlq", lambda: self._dead_letter(pending.poisons), SinkError, retry)
+            self._retry("redis", lambda: self._cache.update(accepted), SinkError, retry)
+            self._commit(pending.messages)
+        finally:
+            self._flushing = False
+        topic_values: dict[str, int] = {}
+        for message, batch in zip(pending.batch_messages, pending.batches, strict=True):
+            topic_values[message.topic() or ""] = topic_values.get(message.topic() or "", 0) + len(
+                batch
+            )
+        for i, message in enumerate(pending.batch_messages):
+            if i not in rejected:
+                self._metrics.batches.labels(message.topic()).inc()
+        for topic, n in topic_values.items():
+            self._metrics.values.labels(topic).inc(n)
+        self._metrics.flush_seconds.observe(self._clock() - started)
+        self._metrics.last_flush.set(time.time())
+        log.debug(
+            "flushed",
+            messages=len(pending.messages),
+            values=pending.values,
+            poisons=len(pending.poisons),
+        )
+        self._pending = _Pending()
+
+    def _dead_letter(self, poisons: Sequence[Poison]) -> None:
+        for p in poisons:
+            self._dlq.publish(p.message, p.error_type, p.reason)
+        self._dlq.flush()
+        for p in poisons:
+            self._metrics.dead_letters.labels(p.error_type).inc()
+
+    def _commit(self, messages: Sequence[Message]) -> None:
+        """Store the next offset of every partition we still own, then commit synchronously."""
+        highest: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.topic() or "", m.partition() or 0)
+            highest[key] = max(highest.get(key, -1), m.offset() or 0)
+        offsets = [
+            TopicPartition(topic, partition, offset + 1)
+            for (topic, partition), offset in highest.items()
+            if (topic, partition) in self._assigned
+        ]
+        if not offsets:
+            return
+        try:
+            self._consumer.store_offsets(offsets=offsets)
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() == KafkaError._NO_OFFSET:
+                return
+            # A rebalance raced the commit: the new owner re-reads these messages and the dedup
+            # keys absorb the repeat. Nothing is lost.
+            log.warning("commit_failed", error=str(exc))
+
+    # ------------------------------------------------------------ retries while a sink is down
+
+    def _retry(
+        self, sink: str, action: Callable[[], T], errors: type[Exception], retry: bool = True
+    ) -> T:
+        """Run ``action`` until it succeeds; between tries keep the group membership alive.
+
+        While a sink is down every partition is paused so nothing new is fetched; the data
+        already polled stays pending and uncommitted. Raises _Stopped if told to stop.
+        """
+        delay = 0.2
+        paused_here: list[TopicPartition] = []
+        try:
+            while True:
+                try:
+                    return action()
+                except errors as exc:
+                    if not getattr(exc, "retriable", True) or not retry:
+                        raise
+                    self._metrics.sink_errors.labels(sink).inc()
+                    log.warning(
+                        "sink_unavailable",
+                        sink=sink,
+                        error=str(exc)[:300],
+                        retry_in_s=round(delay, 2),
+                    )
+                    if not paused_here:
+                        paused_here = [TopicPartition(t, p) for (t, p) in self._assigned]
+                        if paused_here:
+                            self._consumer.pause(paused_here)
+                    self._idle(delay)
+                    delay = min(delay * 2, self._settings.sink_retry_max_backoff_s) * (
+                        0.8 + 0.4 * self._rng.random()
+                    )
+        finally:
+            if paused_here:
+                still_ours = [
+                    tp for tp in paused_here if (tp.topic, tp.partition) in self._assigned
+                ]
+                resume = [tp for tp in still_ours if (tp.topic, tp.partition) not in self._paused]
+                if resume:
+                    self._consumer.resume(resume)
+
+    def _idle(self, seconds: float) -> None:
+        """Wait, serving rebalances and heartbeats, without consuming."""
+        deadline = self._clock() + seconds
+        while self._clock() < deadline:
+            if self._stop.is_set():
+                raise _Stopped
+            self.heartbeat.beat()
+            message = self._consumer.poll(min(0.2, max(deadline - self._clock(), 0.0)))
+            if message is not None and message.error() is None:
+                # Fetched before the pause took effect: rewind so it is read again later.
+                topic, partition, offset = message.topic(), message.partition(), message.offset()
+                if topic is not None and partition is not None and offset is not None:
+                    self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    # ------------------------------------------------------------------ real-time first
+
+    def _steer(self) -> None:
+        """About once a second: export lag; pause backfill while real-time lags or the cap bites."""
+        now = self._clock()
+        if now - self._last_steer < 1.0:
+            return
+        self._last_steer = now
+        s = self._settings
+        assigned = [TopicPartition(t, p) for (t, p) in sorted(self._assigned)]
+        realtime_lag = 0
+        if assigned:
+            for tp in self._consumer.position(assigned):
+                if tp.offset == OFFSET_INVALID or tp.offset < 0:
+                    continue
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                lag = max(high - tp.offset, 0) if high >= 0 else 0
+                self._metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+                if tp.topic == s.topic_realtime:
+                    realtime_lag += lag
+        threshold = s.realtime_lag_pause_threshold
+        if threshold:
+            if realtime_lag > threshold:
+                self._backfill_lag_paused = True
+            elif realtime_lag <= threshold // 2:
+                self._backfill_lag_paused = False
+        want_paused = self._backfill_lag_paused or self._bucket.wait_seconds() > 0
+        backfill = {(t, p) for (t, p) in self._assigned if t == s.topic_backfill}
+        if want_paused and backfill - self._paused:
+            newly = sorted(backfill - self._paused)
+            self._consumer.pause([TopicPartition(t, p) for t, p in newly])
+            self._paused |= set(newly)
+            log.info(
+                "backfill_paused",
+                realtime_lag=realtime_lag,
+                rate_capped=not self._backfill_lag_paused,
+            )
+        elif not want_paused and self._paused:
+            self._consumer.resume([TopicPartition(t, p) for t, p in sorted(self._paused)])
+            self._paused.clear()
+            log.info("backfill_resumed", realtime_lag=realtime_lag)
+        self._metrics.backfill_paused.set(1 if self._paused else 0)
+
+    # ------------------------------------------------------------------ shutdown
+
+    def _shutdown(self) -> None:
+        """Flush and commit what is pending within the shutdown budget, then leave the group."""
+        budget_end = self._clock() + self._settings.shutdown_timeout_s
+        self._stop.clear()
+        timer = threading.Timer(max(budget_end - self._clock(), 0), self._stop.set)
+        timer.daemon = True
+        timer.start()
+        try:
+            self._flush()
+        except (_Stopped, SinkError) as exc:
+            log.warning(
+                "shutdown_flush_incomplete", error=str(exc), pending=len(self._pending.messages)
+            )
+        finally:
+            timer.cancel()
+            self._stop.set()
+            self._consumer.close()
+            log.info("consumer_closed")
+
+
+def _names(partitions: Sequence[TopicPartition]) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]" for tp in partitions]

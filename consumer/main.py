@@ -1,0 +1,100 @@
+"""``python -m consumer``: wire the stages together from one settings object and run the loop."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from contextlib import ExitStack
+from types import FrameType
+
+import redis
+import structlog
+from confluent_kafka import Consumer, Producer
+
+from consumer.dlq import DeadLetterPublisher
+from consumer.latest_cache import LatestValueCache
+from consumer.loop import IngestLoop
+from consumer.metrics import ConsumerMetrics, HealthServer
+from consumer.questdb_sink import QuestDBSink
+from shared.bootstrap import ensure_infrastructure
+from shared.codec import BatchCodec
+from shared.errors import ConfigError, HistfillError
+from shared.kafka import consumer_config, producer_config
+from shared.logging import configure_logging
+from shared.settings import ConsumerSettings, load_settings
+
+log = structlog.get_logger(__name__)
+
+
+def run(settings: ConsumerSettings) -> None:
+    """Build the pipeline and consume until SIGTERM/SIGINT."""
+    ensure_infrastructure(settings)
+    metrics = ConsumerMetrics()
+    with ExitStack() as stack:
+        codec = stack.enter_context(BatchCodec(registry=settings.schema_registry_url))
+        redis_client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+        stack.callback(redis_client.close)
+        sink = QuestDBSink(settings.qdb_client_conf.get_secret_value(), settings.qdb_table)
+        stack.callback(sink.close)
+        dlq_producer = Producer(producer_config(settings, **{"linger.ms": 5}))
+        stack.callback(dlq_producer.flush, 10)
+        consumer = Consumer(consumer_config(settings, settings.consumer_group_id))
+        loop = IngestLoop(
+            consumer,
+            codec,
+            sink,
+            LatestValueCache(redis_client, settings.redis_key_prefix),
+            DeadLetterPublisher(dlq_producer, settings.topic_dlq),
+            settings,
+            metrics,
+        )
+        if settings.metrics_port:
+            health = HealthServer(
+                metrics, settings.metrics_port, live=loop.heartbeat.alive, ready=lambda: loop.ready
+            )
+            health.start()
+            stack.callback(health.stop)
+
+        def _on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("stop_requested", signal=signal.Signals(signum).name)
+            loop.stop()
+
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+        consumer.subscribe(
+            [settings.topic_realtime, settings.topic_backfill],
+            on_assign=loop.on_assign,
+            on_revoke=loop.on_revoke,
+            on_lost=loop.on_lost,
+        )
+        log.info(
+            "consumer_started",
+            group=settings.consumer_group_id,
+            topics=[settings.topic_realtime, settings.topic_backfill],
+            table=settings.qdb_table,
+        )
+        loop.run()
+
+
+def main() -> int:
+    """Exit 0 after a clean stop, 2 on bad configuration, 1 on any other startup failure."""
+    try:
+        settings = load_settings(ConsumerSettings)
+    except ConfigError as exc:
+        configure_logging()
+        log.error("configuration_invalid", error=str(exc))
+        return 2
+    configure_logging(
+        settings.log_level,
+        json=None if settings.log_format == "auto" else settings.log_format == "json",
+    )
+    try:
+        run(settings)
+    except HistfillError as exc:
+        log.error("consumer_failed", error=str(exc), error_type=type(exc).__name__)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
