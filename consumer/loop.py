@@ -9,7 +9,8 @@ The commit protocol, in one place:
    Batches QuestDB refuses (bad data) are found by bisection and become dead letters.
 3. Dead letters are produced to the DLQ and acknowledged by the broker.
 4. The Redis latest-value cache is updated (newest wins; idempotent).
-5. Only then are the messages' offsets stored and committed, synchronously.
+5. Only then are the messages' offsets stored; librdkafka's background auto-commit (and the
+   commit on revoke and close) commits nothing but stored offsets.
 
 A crash anywhere before step 5 replays the flush's messages on restart: the rows are written
 again, and ``DEDUP UPSERT KEYS(ts, source_address)`` turns them into upserts of the same rows.
@@ -286,7 +287,7 @@ class IngestLoop:
             self._metrics.dead_letters.labels(p.error_type).inc()
 
     def _commit(self, messages: Sequence[Message]) -> None:
-        """Store the next offset of every partition we still own, then commit synchronously."""
+        """Store the next offset of every partition we still own; the client commits them."""
         highest: dict[tuple[str, int], int] = {}
         for m in messages:
             key = (m.topic() or "", m.partition() or 0)
@@ -300,14 +301,10 @@ class IngestLoop:
             return
         try:
             self._consumer.store_offsets(offsets=offsets)
-            self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.code() == KafkaError._NO_OFFSET:
-                return
-            # A rebalance raced the commit: the new owner re-reads these messages and the dedup
-            # keys absorb the repeat. Nothing is lost.
-            log.warning("commit_failed", error=str(exc))
+            # A rebalance took the partition first: its new owner re-reads these messages and
+            # the dedup keys absorb the repeat. Nothing is lost.
+            log.warning("store_offsets_failed", error=str(exc))
 
     # ------------------------------------------------------------ retries while a sink is down
 

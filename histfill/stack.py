@@ -400,6 +400,10 @@ SERVICES: tuple[Service, ...] = (
 
 # ---------------------------------------------------------------------------- process control
 
+# Processes started by this interpreter. Holding them keeps Popen from warning, at garbage
+# collection, that a child it never waited for is still running: these are meant to outlive us.
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
 
 def _read_pid(paths: StackPaths, name: str) -> int | None:
     pid_file = paths.pid_file(name)
@@ -460,6 +464,7 @@ def start_service(service: Service, paths: StackPaths, timeout: float = 120) -> 
             cwd=paths.root,
         )
     paths.pid_file(service.name).write_text(str(process.pid))
+    _CHILDREN.append(process)  # outlives this call; `down` stops it by pid (also across runs)
     started = time.monotonic()
     if not wait_until(service.ready, timeout, alive=lambda: process.poll() is None):
         stop_service(service.name, paths)

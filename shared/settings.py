@@ -190,7 +190,10 @@ class ConsumerSettings(CommonSettings):
 
     consumer_group_id: str = Field("histfill-ingest", description="Kafka consumer group id.")
     metrics_port: int = Field(
-        9108, ge=0, le=65535, description="Port of the consumer's /metrics, /health, /ready (0: off)."
+        9108,
+        ge=0,
+        le=65535,
+        description="Port of the consumer's /metrics, /health, /ready (0: off).",
     )
     flush_rows: int = Field(
         250_000, ge=1, description="Flush to QuestDB once this many values are buffered."
@@ -258,6 +261,63 @@ class ProducerSettings(CommonSettings):
 
     source_max_requests_per_second: float = Field(
         20.0, gt=0, description="Request-rate budget per historian host, shared by all workers."
+    )
+
+    backfill_workers: int = Field(
+        4, ge=1, le=64, description="Backfill workers: chunks read and published concurrently."
+    )
+    default_chunk_size: str = Field(
+        "30.00:00:00",
+        description="Chunk length when a request gives none: TimeSpan, ISO-8601 (`P30D`) or `30d`.",
+    )
+    max_points_per_request: int = Field(
+        10_000, ge=1, description="Most points one backfill request may name."
+    )
+    max_values_per_chunk: int = Field(
+        2_000_000,
+        ge=0,
+        description="A chunk expected to hold more values is split into shorter windows "
+        "(0: never split).",
+    )
+    expected_sample_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Assumed seconds between a point's values, for planning and estimates.",
+    )
+    publish_max_values_per_second: float = Field(
+        0.0,
+        ge=0,
+        description="Cap on backfill values published per second, all workers (0: none).",
+    )
+    max_batches_in_flight: int = Field(
+        1000, ge=8, description="Cap on backfill messages produced but not yet acknowledged."
+    )
+    chunk_retries: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="Retries of a failing chunk or point before it is recorded failed.",
+    )
+    retry_backoff_seconds: float = Field(
+        1.0, ge=0, description="First wait before a chunk retry; doubles with each retry."
+    )
+    live_connector: Literal["PIWebApi", "AceIot", "Simulator"] | None = Field(
+        None, description="Connector polled for current values in live mode; unset: live mode off."
+    )
+    live_points: str = Field("", description="Comma-separated points live mode polls.")
+    live_poll_interval_seconds: float = Field(
+        10.0, gt=0, description="Seconds between live-mode polls of current values."
+    )
+    pi_default_server: str | None = Field(
+        None,
+        description="PI Data Archive that bare tag names (`SINUSOID`) are read on "
+        "(the seed's `DataArchive`); `\\\\server\\tag` paths need none.",
+    )
+    simulator_interval_seconds: float = Field(
+        60.0, gt=0, description="Seconds between the values of the in-process `Simulator` source."
+    )
+    simulator_generated_tags: int = Field(
+        0, ge=0, description="Extra `SIMTAGnnnnn` sine-wave tags the `Simulator` source serves."
     )
 
     @field_validator("pi_web_api_url", "ace_api_url")

@@ -27,22 +27,25 @@ def stack() -> None:
 
 
 @pytest.fixture
-def settings(stack: None) -> ConsumerSettings:
-    """Settings with topic, table and key names unique to this test."""
+def stack_env(stack: None) -> dict[str, str]:
+    """Environment variables naming topics, table and keys unique to this test."""
     tag = uuid.uuid4().hex[:10]
-    return load_settings(
-        ConsumerSettings,
-        {
-            "TOPIC_REALTIME": f"t{tag}.datapoints",
-            "TOPIC_BACKFILL": f"t{tag}.datapoints.backfill",
-            "TOPIC_DLQ": f"t{tag}.datapoints.dlq",
-            "TOPIC_STATE": f"t{tag}.backfill.state",
-            "TOPIC_BACKFILL_PARTITIONS": "4",
-            "QDB_TABLE": f"point_data_{tag}",
-            "REDIS_KEY_PREFIX": f"test:{tag}:",
-            "CONSUMER_GROUP_ID": f"g{tag}",
-        },
-    )
+    return {
+        "TOPIC_REALTIME": f"t{tag}.datapoints",
+        "TOPIC_BACKFILL": f"t{tag}.datapoints.backfill",
+        "TOPIC_DLQ": f"t{tag}.datapoints.dlq",
+        "TOPIC_STATE": f"t{tag}.backfill.state",
+        "TOPIC_BACKFILL_PARTITIONS": "4",
+        "QDB_TABLE": f"point_data_{tag}",
+        "REDIS_KEY_PREFIX": f"test:{tag}:",
+        "CONSUMER_GROUP_ID": f"g{tag}",
+    }
+
+
+@pytest.fixture
+def settings(stack_env: dict[str, str]) -> ConsumerSettings:
+    """Settings with topic, table and key names unique to this test."""
+    return load_settings(ConsumerSettings, stack_env)
 
 
 @pytest.fixture

@@ -1,0 +1,196 @@
+"""The consumer service against real Kafka, QuestDB and Redis, as a real process."""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+
+import pytest
+import redis
+from confluent_kafka import Consumer
+
+from histfill import stack as stack_mod
+from shared.codec import BatchCodec
+from shared.kafka import consumer_config
+from shared.qdb import QuestDBSQL
+from shared.settings import ConsumerSettings
+from tests.helpers import wait_for
+from tests.integration.consumer.conftest import (
+    BASE_US,
+    MINUTE_US,
+    BatchProducer,
+    ConsumerProcess,
+    count_rows,
+    duplicate_keys,
+    make_batch,
+    wait_for_count,
+)
+
+pytestmark = pytest.mark.stack
+
+POINTS = [f"PLANT1.TAG{i:02d}" for i in range(6)]
+
+
+def test_both_topics_land_once_with_latest_values_in_redis(
+    infra: ConsumerSettings,
+    producer: BatchProducer,
+    start_consumer: Callable[..., ConsumerProcess],
+    qdb: QuestDBSQL,
+    redis_client: redis.Redis,
+) -> None:
+    """Batches on both topics land as exactly as many rows; Redis holds each point's newest."""
+    live_start = BASE_US + 60 * 24 * 60 * MINUTE_US  # after the 50,000 backfill minutes
+    for address in POINTS:
+        for k in range(10):  # 50,000 backfill values per point, older than the live ones
+            producer.send(
+                infra.topic_backfill, make_batch(address, BASE_US + k * 5000 * MINUTE_US, 5000)
+            )
+        for k in range(5):
+            producer.send(
+                infra.topic_realtime, make_batch(address, live_start + k * 20 * MINUTE_US, 20)
+            )
+    producer.flush()
+
+    consumer = start_consumer()
+    wait_for_count(qdb, infra.qdb_table, producer.values)
+    assert duplicate_keys(qdb, infra.qdb_table) == []
+    newest_ts = live_start + (5 * 20 - 1) * MINUTE_US
+    for address in POINTS:
+        expected = make_batch(address, newest_ts, 1)
+        wait_for(
+            lambda a=address: redis_client.hget(f"{infra.redis_key_prefix}{a}", "ts") is not None
+        )
+        cached = redis_client.hgetall(f"{infra.redis_key_prefix}{address}")
+        assert int(cached[b"ts"]) == newest_ts
+        assert float(cached[b"value"]) == expected.values[0]
+    assert consumer.terminate() == 0
+
+
+def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
+    infra: ConsumerSettings,
+    producer: BatchProducer,
+    start_consumer: Callable[..., ConsumerProcess],
+    qdb: QuestDBSQL,
+) -> None:
+    """SIGKILL while ingesting, start again: every value is in QuestDB exactly once."""
+    for k in range(40):
+        for address in POINTS:
+            producer.send(
+                infra.topic_backfill, make_batch(address, BASE_US + k * 5000 * MINUTE_US, 5000)
+            )
+    producer.flush()
+    total = producer.values  # 1.2 M values
+
+    first = start_consumer(FLUSH_ROWS="30000", POLL_BATCH="10")
+    wait_for(lambda: count_rows(qdb, infra.qdb_table) >= total // 5, timeout=90)
+    first.kill()
+    assert count_rows(qdb, infra.qdb_table) < total, "the kill must land mid-stream"
+
+    second = start_consumer()
+    wait_for_count(qdb, infra.qdb_table, total, timeout=120)
+    assert duplicate_keys(qdb, infra.qdb_table) == []
+    assert second.terminate() == 0
+
+
+def test_old_backfill_never_overwrites_newer_live_value(
+    infra: ConsumerSettings,
+    producer: BatchProducer,
+    start_consumer: Callable[..., ConsumerProcess],
+    qdb: QuestDBSQL,
+    redis_client: redis.Redis,
+) -> None:
+    """A backfill of older data consumed after a live value leaves the live value in Redis."""
+    key = f"{infra.redis_key_prefix}{POINTS[0]}"
+    live = make_batch(POINTS[0], BASE_US + 10_000 * MINUTE_US, 1, connector="PIWebApi")
+    producer.send(infra.topic_realtime, live)
+    producer.flush()
+    consumer = start_consumer()
+    wait_for(lambda: redis_client.hget(key, "ts") is not None)
+
+    producer.send(infra.topic_backfill, make_batch(POINTS[0], BASE_US, 5000, request_id="r1"))
+    producer.flush()
+    wait_for_count(qdb, infra.qdb_table, 5001)
+    cached = redis_client.hgetall(key)
+    assert int(cached[b"ts"]) == int(live.timestamps_us[0])
+    assert cached[b"connector"] == b"PIWebApi"
+    assert consumer.terminate() == 0
+
+
+def test_poison_messages_go_to_the_dlq_and_later_messages_land(
+    infra: ConsumerSettings,
+    producer: BatchProducer,
+    start_consumer: Callable[..., ConsumerProcess],
+    qdb: QuestDBSQL,
+) -> None:
+    """Undecodable bytes and a batch QuestDB refuses go to the DLQ with headers; the rest lands."""
+    topic = infra.topic_realtime
+    garbage = b"\xc3\x01" + struct.pack("<Q", 12345) + os.urandom(40)  # unknown fingerprint
+    refused = make_batch("PLANT1.OLD", -10 * MINUTE_US, 3)  # before 1970: QuestDB refuses it
+    producer.send(topic, make_batch(POINTS[0], BASE_US, 100))
+    producer.send_raw(topic, garbage, key=POINTS[0].encode())
+    producer.send(topic, refused)
+    producer.send(topic, make_batch(POINTS[0], BASE_US + 100 * MINUTE_US, 100))
+    producer.flush()
+
+    consumer = start_consumer()
+    wait_for_count(qdb, infra.qdb_table, 200)
+
+    reader = Consumer(consumer_config(infra, "dlq-reader", **{"enable.auto.offset.store": True}))
+    reader.subscribe([infra.topic_dlq])
+    dead: list[tuple[bytes, dict[str, bytes]]] = []
+    wait_for(lambda: _drain(reader, dead) >= 2, timeout=30)
+    reader.close()
+    by_type = {headers["histfill.error.type"]: (value, headers) for value, headers in dead}
+    assert set(by_type) == {b"DecodeError", b"QuestDBRejected"}
+    value, headers = by_type[b"DecodeError"]
+    assert value == garbage
+    assert headers["histfill.source.topic"] == topic.encode()
+    assert headers["origin"] == b"test"
+    assert b"fingerprint" in headers["histfill.error.message"]
+    value, headers = by_type[b"QuestDBRejected"]
+    assert BatchCodec().decode(value) == refused
+    assert b"negative" in headers["histfill.error.message"]
+    assert consumer.metric("histfill_dlq_messages_total") == 2
+    assert consumer.terminate() == 0
+
+
+def _drain(reader: Consumer, into: list[tuple[bytes, dict[str, bytes]]]) -> int:
+    message = reader.poll(0.5)
+    if message is not None and message.error() is None:
+        into.append((message.value() or b"", dict(message.headers() or [])))  # type: ignore[arg-type]
+    return len(into)
+
+
+def test_questdb_outage_keeps_the_data_until_it_returns(
+    infra: ConsumerSettings,
+    producer: BatchProducer,
+    start_consumer: Callable[..., ConsumerProcess],
+    qdb: QuestDBSQL,
+) -> None:
+    """With QuestDB stopped mid-ingestion the consumer retries; after it returns nothing is lost."""
+    for address in POINTS:
+        producer.send(infra.topic_backfill, make_batch(address, BASE_US, 2000))
+    producer.flush()
+    consumer = start_consumer()
+    wait_for_count(qdb, infra.qdb_table, producer.values)
+    first = producer.values
+
+    paths = stack_mod.StackPaths()
+    questdb = next(s for s in stack_mod.SERVICES if s.name == "questdb")
+    assert stack_mod.stop_service("questdb", paths)
+    try:
+        for address in POINTS:
+            producer.send(
+                infra.topic_backfill, make_batch(address, BASE_US + 2000 * MINUTE_US, 3000)
+            )
+        producer.flush()
+        wait_for(
+            lambda: consumer.metric('histfill_sink_errors_total{sink="questdb"}') >= 2, timeout=60
+        )
+    finally:
+        stack_mod.start_service(questdb, paths)
+    wait_for_count(qdb, infra.qdb_table, producer.values, timeout=120)
+    assert producer.values > first
+    assert duplicate_keys(qdb, infra.qdb_table) == []
+    assert consumer.terminate() == 0

@@ -1,0 +1,113 @@
+"""Pure parts of the consumer: frame building, newest-per-point, pending bookkeeping, rate cap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from consumer.latest_cache import newest_per_point
+from consumer.loop import _Pending, _TokenBucket
+from consumer.questdb_sink import batches_to_frame
+from shared.batch import PointBatch
+
+
+def _batch(address: str, ts: list[int], values: list[float], **kw: object) -> PointBatch:
+    return PointBatch.from_columns(address, "Simulator", ts, values, **kw)  # type: ignore[arg-type]
+
+
+def test_frame_concatenates_batches_in_table_layout() -> None:
+    """Two batches become one frame with symbol columns, UTC timestamps and no text column."""
+    frame = batches_to_frame([_batch("A", [1, 2], [1.0, 2.0]), _batch("B", [3], [3.0])])
+    assert list(frame["source_address"]) == ["A", "A", "B"]
+    assert isinstance(frame["source_address"].dtype, pd.CategoricalDtype)
+    assert list(frame["value"]) == [1.0, 2.0, 3.0]
+    assert str(frame["ts"].dt.tz) == "UTC"
+    assert frame["ts"].iloc[2] == pd.Timestamp(3, unit="us", tz="UTC")
+    assert "text_value" not in frame
+    assert "request_id" not in frame
+
+
+def test_frame_carries_texts_and_request_ids_only_when_present() -> None:
+    """Texts become nullable strings (empty -> null) and request ids a symbol column."""
+    frame = batches_to_frame(
+        [
+            _batch("A", [1, 2], [1.0, 0.0], texts=["Active", ""], request_id="r1"),
+            _batch("B", [3], [3.0]),
+        ]
+    )
+    assert list(frame["text_value"].astype(object).where(frame["text_value"].notna(), None)) == [
+        "Active",
+        None,
+        None,
+    ]
+    assert list(frame["request_id"].astype(object).where(frame["request_id"].notna(), None)) == [
+        "r1",
+        "r1",
+        None,
+    ]
+
+
+def test_newest_per_point_takes_the_max_timestamp_across_batches() -> None:
+    """Per point, the newest value wins even when batches arrive out of order."""
+    latest = newest_per_point(
+        [
+            _batch("A", [10, 30, 20], [1.0, 3.0, 2.0]),
+            _batch("A", [5], [0.5]),
+            _batch("B", [7], [7.0], texts=["On"]),
+            _batch("C", [], []),
+        ]
+    )
+    by_address = {item.source_address: item for item in latest}
+    assert set(by_address) == {"A", "B"}
+    assert (by_address["A"].ts_us, by_address["A"].value) == (30, 3.0)
+    assert by_address["B"].text == "On"
+
+
+@dataclass
+class _Msg:
+    """The few Message methods _Pending uses."""
+
+    t: str
+    p: int
+    o: int
+
+    def topic(self) -> str:
+        return self.t
+
+    def partition(self) -> int:
+        return self.p
+
+    def offset(self) -> int:
+        return self.o
+
+    def value(self) -> bytes:
+        return b"0123456789"
+
+
+def test_pending_keeps_only_messages_of_partitions_still_owned() -> None:
+    """After a revoke, only the batches of partitions we still own stay pending."""
+    pending = _Pending()
+    pending.add(_Msg("bf", 0, 1), _batch("A", [1, 2], [1.0, 2.0]), now=0.0)  # type: ignore[arg-type]
+    pending.add(_Msg("bf", 1, 1), _batch("B", [1], [1.0]), now=0.1)  # type: ignore[arg-type]
+    pending.keep_only(lambda m: m.partition() == 1)
+    assert [b.source_address for b in pending.batches] == ["B"]
+    assert pending.values == 1
+    assert pending.size == 10
+    pending.keep_only(lambda m: False)
+    assert pending.since is None
+    assert pending.messages == []
+
+
+def test_token_bucket_caps_the_rate() -> None:
+    """Taking more than a second's budget asks to wait the excess over the rate."""
+    now = [0.0]
+    bucket = _TokenBucket(1000.0, clock=lambda: now[0])
+    bucket.take(3000)
+    assert np.isclose(bucket.wait_seconds(), 2.0)
+    now[0] = 2.5
+    assert bucket.wait_seconds() == 0.0
+    unlimited = _TokenBucket(0.0, clock=lambda: now[0])
+    unlimited.take(10**9)
+    assert unlimited.wait_seconds() == 0.0
