@@ -1,0 +1,73 @@
+"""The built-in source of ``make run``: the simulators' deterministic history, in process.
+
+It yields exactly what :class:`~producer.sources.pi_web_api.PIWebApiSource` reads from the PI
+simulator (same values, quality and texts; connector ``"Simulator"``), without HTTP, so a demo
+needs no historian and no server. Addresses may be bare tags, ``\\\\server\\tag`` paths or ACE
+``client/site/tag`` names: the last segment names the tag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from producer.sources import paging
+from producer.sources.base import Columns, PointComplete, PointFailure, SourceItem, TimeWindow
+from producer.sources.errors import PointNotFound
+from simulators.data import TagCatalog, events
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """The simulated tags (as ``histfill simulate`` options) and the page size."""
+
+    interval_s: float = 60.0
+    generated_tags: int = 0
+    page_size: int = 100_000
+
+
+def tag_of(address: str) -> str:
+    """The tag an address names: its last ``\\`` or ``/`` segment."""
+    return address.rsplit("\\", 1)[-1].rsplit("/", 1)[-1]
+
+
+class SimulatorSource:
+    """Generates history page by page (a :class:`~producer.sources.base.Source`)."""
+
+    connector = "Simulator"
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        if self.config.page_size < 1:
+            raise ValueError("page_size must be positive")
+        self.catalog = TagCatalog(self.config.interval_s, self.config.generated_tags)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    async def read(self, points: Sequence[str], window: TimeWindow) -> AsyncIterator[SourceItem]:
+        """Stream each point's window in pages of ``page_size`` values."""
+        for address in dict.fromkeys(points):
+            spec = self.catalog.get(tag_of(address))
+            if spec is None:
+                error = PointNotFound("no such simulated tag", points=[address], window=window)
+                yield PointFailure(address, window, error)
+                continue
+            cursor: paging.PageCursor | None = paging.PageCursor(window.start_us)
+            total = 0
+            while cursor is not None:
+                page = events(
+                    spec, cursor.start_us, window.end_us, self.config.page_size + cursor.skip
+                )
+                step = paging.step(
+                    cursor, page.timestamps_us, self.config.page_size + cursor.skip, window.end_us
+                )
+                if step.kept:
+                    columns = Columns(page.timestamps_us, page.values, page.quality, page.texts)
+                    kept = columns.slice(step.keep_from, step.keep_to)
+                    total += step.kept
+                    yield kept.to_batch(address, self.connector, spec.units)
+                cursor = step.next
+                await asyncio.sleep(0)  # let other tasks run between pages
+            yield PointComplete(address, window, total)
