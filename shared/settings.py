@@ -311,7 +311,7 @@ class ProducerSettings(CommonSettings):
     pi_default_server: str | None = Field(
         None,
         description="PI Data Archive that bare tag names (`SINUSOID`) are read on "
-        "(the seed's `DataArchive`); `\\\\server\\tag` paths need none.",
+        "(the seed's `DataArchive`); full PI point paths need none.",
     )
     simulator_interval_seconds: float = Field(
         60.0, gt=0, description="Seconds between the values of the in-process `Simulator` source."

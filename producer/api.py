@@ -1,0 +1,251 @@
+"""The backfill HTTP API (port 5052): the seed's contract, plus cancel/pause/resume and estimate.
+
+Every answer is the seed's envelope, ``{"success": true, "data": ...}``; failures are
+``{"success": false, "error": {"field": ..., "message": ...}}`` with a 4xx/5xx status: 422 for a
+body of the wrong shape, 400 for a rule it breaks (see :mod:`producer.requests`), 401 without
+the bearer token (``API_TOKEN``, mutating endpoints only), 404 for an unknown request id, 503
+when Kafka did not take the request. OpenAPI docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from producer.errors import ProducerError, PublishError, RequestRejected, UnknownRequest
+from producer.orchestrator import Orchestrator
+from producer.progress import RequestProgress, iso
+from producer.requests import StartBody
+from shared.batch import from_micros
+
+_bearer = HTTPBearer(auto_error=False, description="API_TOKEN, when the service sets one.")
+
+
+class ApiError(Exception):
+    """An answer other than success, rendered in the envelope."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+def ok(data: Any) -> dict[str, Any]:
+    """The success envelope."""
+    return {"success": True, "data": data}
+
+
+def _failure(status: int, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"success": False, "data": None, "error": {"field": field, "message": message}},
+        status_code=status,
+    )
+
+
+def _start_answer(progress: RequestProgress) -> dict[str, Any]:
+    r = progress.request
+    start, end = from_micros(r.start_us), from_micros(r.end_us)
+    return {
+        "requestId": r.request_id,
+        "connectorType": r.connector_type,
+        "pointCount": len(r.points),
+        "startTime": iso(start),
+        "endTime": iso(end),
+        "chunkSize": r.chunk_size,
+        "totalChunks": progress.total_chunks,
+        "status": progress.status.value,
+        "message": f"Backfill queued: {len(r.points)} points from {start.date()} to {end.date()}",
+    }
+
+
+class ProgressCollector(Collector):
+    """Prometheus metrics computed from the orchestrator at each scrape."""
+
+    def __init__(self, orchestrator: Orchestrator) -> None:
+        self._orchestrator = orchestrator
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        labels = ["request_id", "connector", "status"]
+        gauges = {
+            "progress_percent": GaugeMetricFamily(
+                "histfill_backfill_progress_percent", "Chunks done, percent.", labels=labels
+            ),
+            "chunks_total": GaugeMetricFamily(
+                "histfill_backfill_chunks_total", "Chunks in the request's plan.", labels=labels
+            ),
+            "chunks_completed": GaugeMetricFamily(
+                "histfill_backfill_chunks_completed", "Chunks committed or skipped.", labels=labels
+            ),
+            "chunks_failed": GaugeMetricFamily(
+                "histfill_backfill_chunks_failed", "Chunks with failed points.", labels=labels
+            ),
+            "chunks_skipped": GaugeMetricFamily(
+                "histfill_backfill_chunks_skipped", "Chunks already done before.", labels=labels
+            ),
+            "rate": GaugeMetricFamily(
+                "histfill_backfill_values_per_second", "Publish rate.", labels=labels
+            ),
+            "elapsed": GaugeMetricFamily(
+                "histfill_backfill_elapsed_seconds", "Time spent, this process.", labels=labels
+            ),
+            "eta": GaugeMetricFamily(
+                "histfill_backfill_eta_seconds", "Estimated time left.", labels=labels
+            ),
+            "errors": GaugeMetricFamily(
+                "histfill_backfill_errors", "Point failures recorded.", labels=labels
+            ),
+        }
+        values = CounterMetricFamily(
+            "histfill_backfill_values_published", "Values published.", labels=labels
+        )
+        batches = CounterMetricFamily(
+            "histfill_backfill_batches_published", "Messages published.", labels=labels
+        )
+        for entry in self._orchestrator.entries.values():
+            p = entry.progress
+            key = [p.request.request_id, p.request.connector_type, p.status.value]
+            gauges["progress_percent"].add_metric(key, p.percent)
+            gauges["chunks_total"].add_metric(key, p.total_chunks)
+            gauges["chunks_completed"].add_metric(key, len(p.completed))
+            gauges["chunks_failed"].add_metric(key, len(p.failed))
+            gauges["chunks_skipped"].add_metric(key, p.skipped_chunks)
+            gauges["rate"].add_metric(key, p.rate)
+            gauges["elapsed"].add_metric(key, p.elapsed_s)
+            gauges["eta"].add_metric(key, p.eta_s if p.eta_s is not None else float("nan"))
+            gauges["errors"].add_metric(key, p.error_count)
+            values.add_metric(key, p.values_published)
+            batches.add_metric(key, p.batches_published)
+        depth = GaugeMetricFamily("histfill_backfill_queue_depth", "Requests waiting to start.")
+        depth.add_metric([], self._orchestrator.status()["queueDepth"])
+        yield from gauges.values()
+        yield values
+        yield batches
+        yield depth
+
+
+def create_app(orchestrator: Orchestrator, *, api_token: str | None = None) -> FastAPI:
+    """The API around a (not yet started) orchestrator; the app's lifespan starts and stops it."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await orchestrator.start()
+        try:
+            yield
+        finally:
+            await orchestrator.stop()
+
+    app = FastAPI(
+        title="histfill backfill API",
+        version="1",
+        description="Backfill PI / ACE IoT history into Kafka (and on to QuestDB).",
+        lifespan=lifespan,
+    )
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(ProgressCollector(orchestrator))
+
+    def authorize(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        if api_token is None:
+            return
+        given = credentials.credentials if credentials is not None else ""
+        if not hmac.compare_digest(given.encode(), api_token.encode()):
+            raise ApiError(401, "a valid 'Authorization: Bearer <API_TOKEN>' header is required")
+
+    mutating = [Depends(authorize)]
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _failure(exc.status, exc.message, exc.field)
+
+    @app.exception_handler(RequestRejected)
+    async def _rejected(_: Request, exc: RequestRejected) -> JSONResponse:
+        return _failure(exc.status, exc.message, exc.field)
+
+    @app.exception_handler(UnknownRequest)
+    async def _unknown(_: Request, exc: UnknownRequest) -> JSONResponse:
+        return _failure(404, str(exc), "requestId")
+
+    @app.exception_handler(PublishError)
+    async def _unavailable(_: Request, exc: PublishError) -> JSONResponse:
+        return _failure(503, f"Kafka did not take the request: {exc}")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        path = [str(part) for part in first.get("loc", ()) if part != "body"]
+        field = ".".join(path) or "body"
+        return _failure(422, f"{field}: {first.get('msg')}", field)
+
+    @app.post("/api/backfill/start", dependencies=mutating, tags=["backfill"])
+    async def start(body: StartBody) -> dict[str, Any]:
+        """Queue a backfill: `connectorType`, `pointAddresses`, `startTime`, `endTime`,
+        `chunkSize`."""
+        return ok(_start_answer(await orchestrator.submit(body)))
+
+    @app.post("/api/backfill/estimate", tags=["backfill"])
+    async def estimate(body: StartBody) -> dict[str, Any]:
+        """Dry run: chunks, values, bytes and time the request would take; nothing is queued."""
+        return ok(orchestrator.estimate(body))
+
+    @app.get("/api/backfill/status", tags=["backfill"])
+    async def status(all: bool = False) -> dict[str, Any]:
+        """`activeRequests` (with `all=true`, finished ones too), `stats`, `queueDepth`."""
+        return ok(orchestrator.status(include_finished=all))
+
+    @app.get("/api/backfill/request/{request_id}", tags=["backfill"])
+    async def request_detail(request_id: str) -> dict[str, Any]:
+        """One request: progress, counts, rate, ETA and its errors."""
+        return ok(orchestrator.get(request_id).to_json())
+
+    @app.post("/api/backfill/request/{request_id}/cancel", dependencies=mutating, tags=["backfill"])
+    async def cancel(request_id: str) -> dict[str, Any]:
+        """Cancel: the chunk in flight is aborted; committed chunks stay (a re-run skips them)."""
+        return ok((await orchestrator.cancel(request_id)).to_json())
+
+    @app.post("/api/backfill/request/{request_id}/pause", dependencies=mutating, tags=["backfill"])
+    async def pause(request_id: str) -> dict[str, Any]:
+        """Pause: nothing new starts; the chunk in flight is aborted and redone on resume."""
+        return ok((await orchestrator.pause(request_id)).to_json())
+
+    @app.post("/api/backfill/request/{request_id}/resume", dependencies=mutating, tags=["backfill"])
+    async def resume(request_id: str) -> dict[str, Any]:
+        """Resume a paused request."""
+        return ok((await orchestrator.resume(request_id)).to_json())
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, Any]:
+        """The process answers."""
+        return ok({"status": "ok"})
+
+    @app.get("/ready", tags=["ops"])
+    async def ready() -> JSONResponse:
+        """State rebuilt and workers running."""
+        if not orchestrator.started:
+            return _failure(503, "starting: rebuilding state from the state topic")
+        return JSONResponse(ok({"status": "ready"}))
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus metrics of every request."""
+        return PlainTextResponse(
+            generate_latest(registry).decode(), media_type="text/plain; version=0.0.4"
+        )
+
+    @app.exception_handler(ProducerError)
+    async def _producer_error(_: Request, exc: ProducerError) -> JSONResponse:
+        return _failure(500, str(exc))
+
+    return app

@@ -1,0 +1,174 @@
+"""Backfill state on the compacted state topic: the records, and the view rebuilt from them.
+
+Three kinds of record, each under a key that compaction keeps the latest value of:
+
+``request:<id>``
+    a request as submitted (its plan parameters, so the plan is reproducible) and its status.
+``done:<connector>:<start_us>:<end_us>:<digest of points>``
+    a chunk's checkpoint: these points hold ``[start_us, end_us)`` in the backfill topic. It is
+    written **in the same Kafka transaction** as the chunk's data, so a ``read_committed``
+    reader never sees one without the other. Keyed by content, not by request, so a later
+    request over the same range finds the range done and skips it (the seed's idempotent re-run).
+``failed:<id>:<chunk index>:<point>``
+    a point that could not be read after its retries, with the error; a tombstone clears it once
+    a later attempt succeeds.
+
+The values are JSON rather than Avro: this is a low-volume control plane an operator reads with
+``kafka-console-consumer``, and ``schemas/`` is the single record family of the data codec (its
+``SchemaStore`` reads every ``*.avsc`` there as a version of the data batch).
+
+Everything here is pure; :mod:`producer.state_io` reads and writes the topic.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from producer.planner import points_digest
+
+REQUEST = "request"
+DONE = "done"
+FAILED = "failed"
+META_WORKERS_KEY = "meta:workers"
+
+
+def request_key(request_id: str) -> str:
+    """State key of a request record."""
+    return f"{REQUEST}:{request_id}"
+
+
+def done_key(connector: str, start_us: int, end_us: int, points: tuple[str, ...]) -> str:
+    """State key of a chunk checkpoint: by content, so any request over the range finds it."""
+    return f"{DONE}:{connector}:{start_us}:{end_us}:{points_digest(points)}"
+
+
+def failed_key(request_id: str, chunk_index: int, point: str) -> str:
+    """State key of one point's failure in one chunk of one request."""
+    return f"{FAILED}:{request_id}:{chunk_index}:{point}"
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """A state record as compact UTF-8 JSON."""
+    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    """A state record from JSON (``ValueError`` if it is not an object)."""
+    record = json.loads(raw)
+    if not isinstance(record, dict):
+        raise ValueError("a state record is a JSON object")
+    return record
+
+
+class IntervalSet:
+    """Disjoint, sorted half-open ``[start, end)`` intervals of integers, merged on insert."""
+
+    __slots__ = ("_ends", "_starts")
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def add(self, start: int, end: int) -> None:
+        """Cover ``[start, end)``; touching or overlapping intervals merge."""
+        if end <= start:
+            return
+        # every interval whose end >= start and whose start <= end merges with the new one
+        lo = bisect.bisect_left(self._ends, start)
+        hi = bisect.bisect_right(self._starts, end)
+        if lo < hi:
+            start = min(start, self._starts[lo])
+            end = max(end, self._ends[hi - 1])
+        self._starts[lo:hi] = [start]
+        self._ends[lo:hi] = [end]
+
+    def covers(self, start: int, end: int) -> bool:
+        """Whether ``[start, end)`` lies entirely inside one covered interval."""
+        if end <= start:
+            return True
+        i = bisect.bisect_right(self._starts, start) - 1
+        return i >= 0 and self._ends[i] >= end
+
+    def intervals(self) -> list[tuple[int, int]]:
+        """The intervals, in order."""
+        return list(zip(self._starts, self._ends, strict=True))
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+
+@dataclass
+class RequestTally:
+    """What the checkpoints say one request published."""
+
+    chunks: set[int] = field(default_factory=set)
+    values: int = 0
+    batches: int = 0
+
+
+@dataclass
+class StateView:
+    """Everything the state topic says, folded: requests, coverage, failures."""
+
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    coverage: dict[tuple[str, str], IntervalSet] = field(default_factory=dict)
+    tallies: dict[str, RequestTally] = field(default_factory=lambda: defaultdict(RequestTally))
+    failures: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    max_workers: int = 0
+    records: int = 0
+
+    def apply(self, key: str, value: bytes | None) -> None:
+        """Fold one record (``None`` is a tombstone) into the view; unknown keys are ignored."""
+        self.records += 1
+        kind = key.split(":", 1)[0]
+        if kind == REQUEST:
+            request_id = key.split(":", 1)[1]
+            if value is None:
+                self.requests.pop(request_id, None)
+            else:
+                self.requests[request_id] = decode(value)
+        elif kind == DONE and value is not None:
+            self.apply_done(decode(value))
+        elif kind == FAILED:
+            _, request_id, rest = key.split(":", 2)
+            if value is None:
+                self.failures[request_id].pop(rest, None)
+            else:
+                self.failures[request_id][rest] = decode(value)
+        elif key == META_WORKERS_KEY and value is not None:
+            self.max_workers = max(self.max_workers, int(decode(value).get("maxWorkers", 0)))
+
+    def apply_done(self, record: dict[str, Any]) -> None:
+        """Fold a chunk checkpoint: its points now cover its window."""
+        connector, start, end = record["connector"], record["startUs"], record["endUs"]
+        for point in record["points"]:
+            self.covered(connector, point).add(start, end)
+        tally = self.tallies[record["requestId"]]
+        tally.chunks.add(int(record["chunkIndex"]))
+        tally.values += int(record.get("values", 0))
+        tally.batches += int(record.get("batches", 0))
+
+    def covered(self, connector: str, point: str) -> IntervalSet:
+        """The intervals of ``point`` (read through ``connector``) already published."""
+        key = (connector, point)
+        found = self.coverage.get(key)
+        if found is None:
+            found = self.coverage[key] = IntervalSet()
+        return found
+
+    def is_done(self, connector: str, point: str, start_us: int, end_us: int) -> bool:
+        """Whether ``point`` already holds ``[start_us, end_us)`` (without creating an entry)."""
+        found = self.coverage.get((connector, point))
+        return found is not None and found.covers(start_us, end_us)
+
+    def pending_points(
+        self, connector: str, points: tuple[str, ...], start_us: int, end_us: int
+    ) -> tuple[str, ...]:
+        """The points of a chunk that still lack its window."""
+        return tuple(p for p in points if not self.is_done(connector, p, start_us, end_us))

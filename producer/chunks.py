@@ -1,0 +1,230 @@
+"""One chunk's work: read, publish and checkpoint in one Kafka transaction, with retries.
+
+If some points of a chunk fail, its transaction is aborted (a ``read_committed`` reader never
+sees the half-read point), the points that read fine are redone at once in a transaction of
+their own, and each failing point is retried alone with exponential backoff. What still fails
+after ``CHUNK_RETRIES`` is recorded on the state topic with its error (``failed:`` records) and
+the request goes on; a later run of the same range retries exactly those points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from producer import checkpoints as cp
+from producer.connectors import Connectors
+from producer.errors import (
+    ChunkCancelled,
+    FencedError,
+    IncompleteRead,
+    ProducerError,
+    PublishError,
+)
+from producer.planner import Chunk
+from producer.progress import RequestProgress, iso
+from producer.publisher import BackfillPublisher
+from producer.sources.base import PointComplete, SourceItem, TimeWindow
+from producer.throttle import ValueRateLimit
+from shared.batch import PointBatch, from_micros
+from shared.errors import HistfillError
+from shared.settings import ProducerSettings
+
+log = structlog.get_logger(__name__)
+Check = Callable[[], None]
+Put = Callable[[str, dict[str, Any] | None], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class ChunkRunner:
+    """Runs chunks against the shared sources, throttle and state view."""
+
+    def __init__(
+        self,
+        settings: ProducerSettings,
+        connectors: Connectors,
+        view: cp.StateView,
+        throttle: ValueRateLimit,
+        put: Put,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.connectors = connectors
+        self.view = view
+        self.throttle = throttle
+        self._put = put
+        self._sleep = sleep
+
+    async def run(
+        self,
+        pub: BackfillPublisher,
+        progress: RequestProgress,
+        chunk: Chunk,
+        pending: tuple[str, ...],
+        check: Check,
+    ) -> None:
+        """Publish ``pending`` points of ``chunk``; record what still fails after retries.
+
+        ``check`` raises :class:`ChunkCancelled` when the request was cancelled or paused or the
+        service is stopping; it is called between pages.
+        """
+        retries = self.settings.chunk_retries
+        work: deque[tuple[tuple[str, ...], int]] = deque([(pending, 0)])
+        errors: list[dict[str, Any]] = []
+        while work:
+            points, attempts = work.popleft()
+            if attempts:
+                await self._sleep(self.settings.retry_backoff_seconds * 2 ** (attempts - 1))
+            check()
+            try:
+                done, failed = await self._attempt(pub, progress, chunk, points, check)
+            except (ChunkCancelled, FencedError):
+                raise
+            except Exception as exc:  # noqa: BLE001  # any failure is recorded; the rest go on
+                failed = dict.fromkeys(points, await self._whole_attempt_failed(pub, exc))
+                done = ()
+            if done and failed:  # they read fine: redo them at once, in a transaction of their own
+                work.appendleft((done, attempts))
+            for point, error in failed.items():
+                if error.retriable and attempts < retries:
+                    log.warning("chunk_retry", chunk=chunk.index, point=point, error=str(error))
+                    work.append(((point,), attempts + 1))
+                else:
+                    errors.append(_error(chunk, point, error, attempts + 1))
+        if errors:
+            await self._record_failures(progress, chunk, errors)
+        else:
+            progress.chunk_completed(chunk.index)
+
+    async def _whole_attempt_failed(self, pub: BackfillPublisher, exc: Exception) -> HistfillError:
+        """The error every point of a failed transaction gets (after a producer restart, if the
+        producer hit a fatal error)."""
+        if isinstance(exc, PublishError) and not exc.retriable:
+            await asyncio.to_thread(pub.restart)
+            return PublishError(str(exc), retriable=True)
+        if isinstance(exc, HistfillError):
+            return exc
+        wrapped = ProducerError(f"{type(exc).__name__}: {exc}")
+        wrapped.__cause__ = exc
+        return wrapped
+
+    async def _record_failures(
+        self, progress: RequestProgress, chunk: Chunk, errors: list[dict[str, Any]]
+    ) -> None:
+        request_id = progress.request.request_id
+        for error in errors:
+            key = cp.failed_key(request_id, chunk.index, error["point"])
+            await self._put(key, {"kind": "failed", "requestId": request_id, **error})
+            self.view.failures[request_id][key.split(":", 2)[2]] = error
+        progress.chunk_failed(chunk.index, errors)
+        log.warning("chunk_failed", request_id=request_id, chunk=chunk.index, points=len(errors))
+
+    async def _attempt(
+        self,
+        pub: BackfillPublisher,
+        progress: RequestProgress,
+        chunk: Chunk,
+        points: tuple[str, ...],
+        check: Check,
+    ) -> tuple[tuple[str, ...], dict[str, HistfillError]]:
+        """One transaction over ``points``: committed if every point read to its end; else
+        aborted, returning which points completed and which failed."""
+        request = progress.request
+        source = self.connectors.get(request.connector_type)
+        window = TimeWindow.from_micros(chunk.start_us, chunk.end_us)
+        await asyncio.to_thread(pub.begin)
+        try:
+            done, failed, values, batches = await self._read_and_publish(
+                pub, request.request_id, chunk, points, source.read(points, window), check
+            )
+            if failed:
+                await asyncio.to_thread(pub.abort)
+                return tuple(done), failed
+            record = {
+                "kind": "done",
+                "requestId": request.request_id,
+                "chunkIndex": chunk.index,
+                "connector": request.connector_type,
+                "points": done,
+                "startUs": chunk.start_us,
+                "endUs": chunk.end_us,
+                "values": values,
+                "batches": batches,
+                "committedAt": iso(datetime.now(UTC)),
+            }
+            stale = self.view.failures.get(request.request_id, {})
+            tombstones = [
+                cp.failed_key(request.request_id, chunk.index, p)
+                for p in done
+                if f"{chunk.index}:{p}" in stale
+            ]
+            key = cp.done_key(request.connector_type, chunk.start_us, chunk.end_us, tuple(done))
+            await asyncio.to_thread(_checkpoint_and_commit, pub, key, record, tombstones)
+        except BaseException:
+            await asyncio.to_thread(pub.abort)
+            raise
+        # only now, with the transaction committed, does this process count the chunk as done
+        self.view.apply_done(record)
+        for tomb in tombstones:
+            stale.pop(tomb.split(":", 2)[2], None)
+        progress.chunk_committed(values, batches)
+        return tuple(done), {}
+
+    async def _read_and_publish(
+        self,
+        pub: BackfillPublisher,
+        request_id: str,
+        chunk: Chunk,
+        points: tuple[str, ...],
+        reader: AsyncIterator[SourceItem],
+        check: Check,
+    ) -> tuple[list[str], dict[str, HistfillError], int, int]:
+        """Stream the source's pages into the open transaction, one page in memory at a time."""
+        done: list[str] = []
+        failed: dict[str, HistfillError] = {}
+        values = batches = 0
+        try:
+            async for item in reader:
+                check()
+                if isinstance(item, PointBatch):
+                    if len(item):
+                        await self.throttle.acquire(len(item))
+                        n, v = await asyncio.to_thread(pub.publish, item, request_id, chunk.index)
+                        batches, values = batches + n, values + v
+                elif isinstance(item, PointComplete):
+                    done.append(item.source_address)
+                else:
+                    failed[item.source_address] = item.error
+        finally:
+            closer = getattr(reader, "aclose", None)
+            if closer is not None:
+                await closer()
+        missing = [p for p in points if p not in done and p not in failed]
+        for point in missing:  # the Source contract says this cannot happen: do not trust it
+            failed[point] = IncompleteRead(f"the source ended without an outcome for {point}")
+        return done, failed, values, batches
+
+
+def _checkpoint_and_commit(
+    pub: BackfillPublisher, key: str, record: dict[str, Any], tombstones: list[str]
+) -> None:
+    pub.checkpoint(key, cp.encode(record))
+    for tomb in tombstones:
+        pub.checkpoint(tomb, None)
+    pub.commit()
+
+
+def _error(chunk: Chunk, point: str, error: Exception, attempts: int) -> dict[str, Any]:
+    return {
+        "chunkIndex": chunk.index,
+        "point": point,
+        "startTime": iso(from_micros(chunk.start_us)),
+        "endTime": iso(from_micros(chunk.end_us)),
+        "error": str(error),
+        "attempts": attempts,
+    }

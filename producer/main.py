@@ -1,0 +1,97 @@
+"""``python -m producer`` / ``histfill producer``: the backfill service, configured by env vars.
+
+Order at start: settings (a bad variable stops here, named), logging, topics, then uvicorn,
+whose lifespan starts the orchestrator (fence, rebuild state, resume) and live mode. SIGTERM and
+SIGINT are uvicorn's: it stops accepting requests and runs the lifespan's shutdown, which aborts
+the open chunks (redone at the next start) and flushes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+import uvicorn
+from confluent_kafka.admin import AdminClient
+from fastapi import FastAPI
+
+from producer.api import create_app
+from producer.connectors import Connectors
+from producer.live import LivePoller
+from producer.orchestrator import Orchestrator
+from producer.planner import ChunkSizeError, parse_chunk_size
+from shared.codec import BatchCodec
+from shared.errors import ConfigError, HistfillError
+from shared.kafka import base_config, ensure_topics, topic_specs
+from shared.logging import configure_logging
+from shared.settings import ProducerSettings, load_settings
+
+log = structlog.get_logger(__name__)
+
+
+def build_app(settings: ProducerSettings) -> FastAPI:
+    """The service's ASGI app: API + orchestrator (+ live mode when ``LIVE_CONNECTOR`` is set)."""
+    try:
+        parse_chunk_size(settings.default_chunk_size)
+    except ChunkSizeError as exc:
+        raise ConfigError(f"DEFAULT_CHUNK_SIZE: {exc}") from exc
+    codec = BatchCodec()
+    connectors = Connectors.from_settings(settings)
+    orchestrator = Orchestrator(settings, connectors, codec)
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    app = create_app(orchestrator, api_token=token)
+    if settings.live_connector is not None:
+        live = LivePoller(settings, connectors, codec)
+        inner = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def with_live(a: FastAPI) -> AsyncIterator[None]:
+            async with inner(a):
+                live.start()
+                try:
+                    yield
+                finally:
+                    await live.stop()
+
+        app.router.lifespan_context = with_live
+    return app
+
+
+def serve(settings: ProducerSettings) -> None:
+    """Create the topics if missing and serve until SIGTERM/SIGINT."""
+    app = build_app(settings)  # first: a bad setting stops us before we touch Kafka
+    ensure_topics(AdminClient(base_config(settings)), topic_specs(settings))
+    log.info("producer_starting", host=settings.api_host, port=settings.api_port)
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,  # keep shared.logging's handlers: one format per process
+        access_log=False,
+        lifespan="on",
+    )
+
+
+def main() -> None:
+    """Entry point; exits 2 with the message when the configuration or the stack is wrong."""
+    try:
+        settings = load_settings(ProducerSettings)
+    except ConfigError as exc:
+        configure_logging("INFO")
+        log.error("invalid_configuration", error=str(exc))
+        sys.exit(2)
+    configure_logging(
+        settings.log_level,
+        json=None if settings.log_format == "auto" else settings.log_format == "json",
+    )
+    try:
+        serve(settings)
+    except HistfillError as exc:
+        log.error("producer_failed", error=str(exc))
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

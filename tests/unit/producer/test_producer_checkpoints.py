@@ -1,0 +1,87 @@
+"""State records and the view folded from them: coverage, tallies, failures, tombstones."""
+
+from __future__ import annotations
+
+from producer import checkpoints as cp
+
+
+def test_intervals_merge_when_they_touch_or_overlap() -> None:
+    """Adjacent and overlapping intervals merge; disjoint ones stay apart."""
+    s = cp.IntervalSet()
+    s.add(10, 20)
+    s.add(30, 40)
+    assert s.intervals() == [(10, 20), (30, 40)]
+    s.add(20, 30)
+    assert s.intervals() == [(10, 40)]
+    s.add(5, 12)
+    s.add(50, 60)
+    s.add(0, 1)
+    assert s.intervals() == [(0, 1), (5, 40), (50, 60)]
+    s.add(0, 100)
+    assert s.intervals() == [(0, 100)]
+
+
+def test_covers_only_whole_windows() -> None:
+    """A window counts as covered only if one interval holds all of it."""
+    s = cp.IntervalSet()
+    s.add(0, 10)
+    s.add(20, 30)
+    assert s.covers(0, 10)
+    assert s.covers(2, 8)
+    assert not s.covers(5, 15)
+    assert not s.covers(10, 20)
+    assert not s.covers(25, 31)
+    assert s.covers(7, 7)
+
+
+def _done(request_id: str, index: int, points: list[str], start: int, end: int) -> bytes:
+    return cp.encode(
+        {
+            "kind": "done",
+            "requestId": request_id,
+            "chunkIndex": index,
+            "connector": "Simulator",
+            "points": points,
+            "startUs": start,
+            "endUs": end,
+            "values": 60,
+            "batches": 2,
+        }
+    )
+
+
+def test_view_folds_checkpoints_into_coverage_and_tallies() -> None:
+    """Checkpoints mark their points done for their window and count toward their request."""
+    view = cp.StateView()
+    view.apply(cp.done_key("Simulator", 0, 10, ("a", "b")), _done("r1", 0, ["a", "b"], 0, 10))
+    view.apply(cp.done_key("Simulator", 10, 20, ("a",)), _done("r1", 1, ["a"], 10, 20))
+    assert view.pending_points("Simulator", ("a", "b"), 0, 10) == ()
+    assert view.pending_points("Simulator", ("a", "b"), 10, 20) == ("b",)
+    assert view.pending_points("PIWebApi", ("a",), 0, 10) == ("a",)
+    assert view.is_done("Simulator", "a", 0, 20)
+    assert view.tallies["r1"].chunks == {0, 1}
+    assert view.tallies["r1"].values == 120
+
+
+def test_view_tracks_requests_failures_and_their_tombstones() -> None:
+    """Request records replace each other; a failure record is cleared by its tombstone."""
+    view = cp.StateView()
+    view.apply(cp.request_key("r1"), cp.encode({"status": "Queued"}))
+    view.apply(cp.request_key("r1"), cp.encode({"status": "Running"}))
+    assert view.requests["r1"]["status"] == "Running"
+    key = cp.failed_key("r1", 3, "CDT158")
+    view.apply(key, cp.encode({"error": "boom"}))
+    assert view.failures["r1"] == {"3:CDT158": {"error": "boom"}}
+    view.apply(key, None)
+    assert view.failures["r1"] == {}
+    view.apply(cp.META_WORKERS_KEY, cp.encode({"maxWorkers": 6}))
+    assert view.max_workers == 6
+    assert view.records == 5
+
+
+def test_done_keys_are_by_content_not_by_request() -> None:
+    """Two requests over the same range and points produce the same checkpoint key."""
+    assert cp.done_key("Simulator", 0, 10, ("a", "b")) == cp.done_key(
+        "Simulator", 0, 10, ("a", "b")
+    )
+    assert cp.done_key("Simulator", 0, 10, ("a", "b")) != cp.done_key("Simulator", 0, 10, ("a",))

@@ -1,0 +1,61 @@
+"""Pure parts of publishing: message slicing, transactional ids and the values/s throttle."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from producer.publisher import slices, transactional_id
+from producer.throttle import ValueRateLimit
+from shared.batch import PointBatch
+from shared.settings import ProducerSettings, load_settings
+
+
+def _batch(n: int) -> PointBatch:
+    return PointBatch.from_columns("P", "Simulator", np.arange(n), np.arange(n) / 2.0)
+
+
+def test_large_batches_are_cut_into_bounded_messages() -> None:
+    """A batch over the per-message limit is cut into views that together hold every value."""
+    pieces = slices(_batch(250), limit=100)
+    assert [len(p) for p in pieces] == [100, 100, 50]
+    assert np.concatenate([p.timestamps_us for p in pieces]).tolist() == list(range(250))
+    assert slices(_batch(100), limit=100)[0] is not None
+    assert len(slices(_batch(100), limit=100)) == 1
+
+
+def test_transactional_ids_are_stable_and_scoped_to_the_state_topic() -> None:
+    """A worker's transactional id depends only on its number and the state topic."""
+    a = load_settings(ProducerSettings, {"TOPIC_STATE": "a.state"})
+    b = load_settings(ProducerSettings, {"TOPIC_STATE": "b.state"})
+    assert transactional_id(a, 0) == transactional_id(a, 0)
+    assert transactional_id(a, 0) != transactional_id(a, 1)
+    assert transactional_id(a, 0) != transactional_id(b, 0)
+
+
+def test_throttle_paces_values_after_a_one_second_burst() -> None:
+    """At 1,000 values/s, after a one-second burst, pages wait so the long-run rate holds."""
+    now = [0.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    limit = ValueRateLimit(1000.0, clock=lambda: now[0], sleep=sleep)
+
+    async def publish_pages() -> None:
+        for _ in range(25):
+            await limit.acquire(500)
+
+    asyncio.run(publish_pages())
+    assert waits[:3] == [0.5, 0.5, 0.5]
+    # 12,500 values: the burst (1,000) and the last page (paid by whoever comes next) are free
+    assert now[0] == 11.0
+
+
+def test_throttle_zero_means_unlimited() -> None:
+    """A rate of 0 never waits."""
+    limit = ValueRateLimit(0.0, clock=lambda: 0.0)
+    assert limit.reserve(10**9) == 0.0
