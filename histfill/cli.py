@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from histfill import stack as stack_mod
+from producer.cli import app as backfill_app
+from producer.cli import run_service
 from shared.bootstrap import ensure_infrastructure
 from shared.errors import HistfillError
 from shared.logging import configure_logging
@@ -29,6 +31,12 @@ stack_app = typer.Typer(
     help="The local Kafka + QuestDB + Redis stack, without Docker.", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
+simulate_app = typer.Typer(
+    help="Historian simulators speaking the real HTTP shapes.", no_args_is_help=True
+)
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(backfill_app, name="backfill")
+app.command("producer")(run_service)
 
 console = Console()
 
@@ -150,3 +158,45 @@ def lag(
     console.print(table)
     for topic, total in totals(rows).items():
         console.print(f"total lag {topic}: {total}")
+
+
+@simulate_app.command("pi")
+def simulate_pi(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8765, help="Port; the API is under /piwebapi."),
+    interval_s: float = typer.Option(60.0, help="Seconds between a tag's values."),
+    generated_tags: int = typer.Option(0, help="Extra tags SIMTAG00000..."),
+    max_count: int = typer.Option(150_000, help="The server's maxCount limit (400 above it)."),
+    username: str = typer.Option(None, help="Require this Basic-auth user (default: any)."),
+    password: str = typer.Option(None, help="... with this password."),
+    max_requests_per_second: float = typer.Option(None, help="Answer 429 above this rate."),
+) -> None:
+    """Serve a PI Web API simulator (SINUSOID, SINUSOIDU, CDT158, digital and string tags)."""
+    from simulators.pi import run_pi_simulator  # noqa: PLC0415  # server imports on demand
+
+    run_pi_simulator(
+        host,
+        port,
+        interval_s=interval_s,
+        generated_tags=generated_tags,
+        max_count=max_count,
+        username=username,
+        password=password,
+        max_requests_per_second=max_requests_per_second,
+    )
+
+
+@simulate_app.command("ace")
+def simulate_ace(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8766, help="Port; the API is under /api."),
+    interval_s: float = typer.Option(60.0, help="Seconds between a point's samples."),
+    generated_tags: int = typer.Option(0, help="Extra generated points."),
+    api_key: str = typer.Option(None, help="Require this bearer key (default: any)."),
+) -> None:
+    """Serve an ACE IoT API simulator."""
+    from simulators.ace import run_ace_simulator  # noqa: PLC0415
+
+    run_ace_simulator(
+        host, port, interval_s=interval_s, generated_tags=generated_tags, api_key=api_key
+    )
