@@ -202,6 +202,10 @@ class IngestLoop:
                 messages = self._consumer.consume(settings.poll_batch, timeout=min(interval, 0.5))
                 for message in messages:
                     self._accept(message)
+                    # checked per message: a flush never holds much more than FLUSH_ROWS values,
+                    # which bounds memory and the size of one QuestDB request
+                    if self._flush_due():
+                        self._flush()
                 if self._flush_due():
                     self._flush()
                 self._steer()

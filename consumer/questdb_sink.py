@@ -125,7 +125,9 @@ class QuestDBSink:
         conf: str,
         table: str,
         sender_factory: Callable[[str], Sender] = Sender.from_conf,
+        max_rows_per_request: int = 500_000,
     ) -> None:
+        self.max_rows_per_request = max_rows_per_request
         # auto_flush off: we decide when a flush happens, so we know which offsets it covers.
         self._conf = conf if "auto_flush=" in conf else conf.rstrip(";") + ";auto_flush=off;"
         self._table = table
@@ -157,9 +159,26 @@ class QuestDBSink:
     def write(self, batches: Sequence[PointBatch]) -> list[Rejection]:
         """Write all batches; returns the ones QuestDB refused (the rest are written).
 
-        Raises SinkError (retriable) when QuestDB is unreachable or failing: then nothing can be
-        assumed written, and the caller must neither commit offsets nor drop the batches.
+        Large flushes go out as several requests of at most ``max_rows_per_request`` rows, so
+        one request stays far below the client's and the server's body limits (100 MiB by
+        default) whatever FLUSH_ROWS is. Raises SinkError (retriable) when QuestDB is unreachable
+        or failing: then nothing can be assumed written, and the caller must neither commit
+        offsets nor drop the batches.
         """
+        rejections: list[Rejection] = []
+        start, rows = 0, 0
+        for i, batch in enumerate(batches):
+            if rows and rows + len(batch) > self.max_rows_per_request:
+                rejections += self._write_group(batches[start:i], offset=start)
+                start, rows = i, 0
+            rows += len(batch)
+        rejections += self._write_group(batches[start:], offset=start)
+        return rejections
+
+    def _write_group(self, batches: Sequence[PointBatch], offset: int) -> list[Rejection]:
+        return [Rejection(r.index + offset, r.reason) for r in self._write_bisect(batches)]
+
+    def _write_bisect(self, batches: Sequence[PointBatch]) -> list[Rejection]:
         if not batches:
             return []
         try:
@@ -172,8 +191,8 @@ class QuestDBSink:
                 return [Rejection(0, f"{getattr(exc.code, 'name', exc.code)}: {exc}")]
         # Bisect to find the refused batches; each half is its own transaction.
         middle = len(batches) // 2
-        left = self.write(batches[:middle])
-        right = self.write(batches[middle:])
+        left = self._write_bisect(batches[:middle])
+        right = self._write_bisect(batches[middle:])
         return left + [Rejection(r.index + middle, r.reason) for r in right]
 
     def close(self) -> None:

@@ -111,3 +111,39 @@ def test_token_bucket_caps_the_rate() -> None:
     unlimited = _TokenBucket(0.0, clock=lambda: now[0])
     unlimited.take(10**9)
     assert unlimited.wait_seconds() == 0.0
+
+
+class _FakeSender:
+    """Records the frames a sink sends, as the questdb Sender would receive them."""
+
+    def __init__(self, sent: list[int]) -> None:
+        self.sent = sent
+
+    def establish(self) -> None:
+        """Nothing to connect to."""
+
+    def dataframe(self, frame: pd.DataFrame, **_kw: object) -> None:
+        self.sent.append(len(frame))
+
+    def flush(self) -> None:
+        """Every request succeeds."""
+
+    def close(self, flush: bool = True) -> None:
+        """Nothing to close."""
+
+
+def test_sink_splits_large_flushes_into_bounded_requests() -> None:
+    """A flush larger than max_rows_per_request goes out as several requests, none too big."""
+    from consumer.questdb_sink import QuestDBSink  # noqa: PLC0415
+
+    sent: list[int] = []
+    sink = QuestDBSink(
+        "http::addr=x:9000;",
+        "t",
+        sender_factory=lambda _conf: _FakeSender(sent),  # type: ignore[arg-type,return-value]
+        max_rows_per_request=10,
+    )
+    batches = [_batch(f"P{i}", [1, 2, 3, 4], [0.0] * 4) for i in range(7)]
+    assert sink.write(batches) == []
+    assert sent == [8, 8, 8, 4]
+    assert sum(sent) == 28
