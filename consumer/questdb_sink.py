@@ -61,6 +61,8 @@ def _is_data_error(exc: QuestDBError) -> bool:
         return True
     # An HTTP 400 from the server arrives as ServerFlushError with QuestDB's JSON error body.
     message = str(exc)
+    if "exceeds maximum configured allowed size" in message:
+        return True  # one batch too large for one request: retrying cannot shrink it
     return code == "ServerFlushError" and (
         '"code":"invalid"' in message or "failed to parse" in message
     )
