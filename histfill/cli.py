@@ -13,6 +13,7 @@ from rich.table import Table
 from histfill import stack as stack_mod
 from producer.cli import app as backfill_app
 from producer.cli import run_service
+from producer.verify import verify_command
 from shared.bootstrap import ensure_infrastructure
 from shared.errors import HistfillError
 from shared.logging import configure_logging
@@ -37,6 +38,7 @@ simulate_app = typer.Typer(
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(backfill_app, name="backfill")
 app.command("producer")(run_service)
+app.command("verify")(verify_command)
 
 console = Console()
 
@@ -104,19 +106,26 @@ def env() -> None:
 
 
 @app.command("run")
-def run() -> None:
-    """The main job on the built-in simulator (for now: the stack, topics and table, ready)."""
+def run(
+    start_services: bool = typer.Option(
+        True, help="Start the PI simulator, consumer and producer here (off: they run elsewhere)."
+    ),
+    producer_url: str = typer.Option("http://127.0.0.1:5052", help="The producer's API."),
+) -> None:
+    """The main job: backfill the seed's points and 100 more from the PI simulator, verify."""
+    from histfill.run import main_job  # noqa: PLC0415  # heavy imports only for this command
+
     try:
-        settings = load_settings(CommonSettings)
-        created, check = ensure_infrastructure(settings)
+        settings = load_settings(ConsumerSettings)
+        if start_services:
+            stack_mod.up()
+        ensure_infrastructure(settings)
+        code = main_job(
+            console, settings=settings, start_services=start_services, producer_url=producer_url
+        )
     except HistfillError as exc:
         raise _fail(exc) from exc
-    console.print(
-        "[bold]histfill[/]: Kafka 127.0.0.1:9092, QuestDB http://127.0.0.1:9000, Redis :6379 "
-        f"are up; topics ready ({len(created)} created), table {settings.qdb_table} has "
-        f"DEDUP UPSERT KEYS({', '.join(check.upsert_keys)})."
-    )
-    console.print("Stop everything with `make stack-down`.")
+    raise typer.Exit(code=code)
 
 
 @app.command("consumer")

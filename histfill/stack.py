@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +144,7 @@ class Service:
     command: Callable[[StackPaths], list[str]]
     ready: Callable[[], bool]
     prepare: Callable[[StackPaths], None] = lambda _paths: None
+    env: Mapping[str, str] = field(default_factory=dict)  # added to this process's environment
 
 
 # ---------------------------------------------------------------------------- prerequisites
@@ -462,6 +463,7 @@ def start_service(service: Service, paths: StackPaths, timeout: float = 120) -> 
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: `down` stops it and its children
             cwd=paths.root,
+            env={**os.environ, **service.env},
         )
     paths.pid_file(service.name).write_text(str(process.pid))
     _CHILDREN.append(process)  # outlives this call; `down` stops it by pid (also across runs)
@@ -518,9 +520,12 @@ def up(paths: StackPaths | None = None, timeout: float = 120) -> dict[str, str]:
 
 
 def down(paths: StackPaths | None = None) -> dict[str, bool]:
-    """Stop every service this stack started (Kafka first, so it can close cleanly)."""
+    """Stop every process the stack started: `histfill run`'s services first, then Kafka,
+    QuestDB and Redis (Kafka first, so it can close cleanly)."""
     paths = paths or StackPaths()
-    return {service.name: stop_service(service.name, paths) for service in reversed(SERVICES)}
+    ours = [service.name for service in reversed(SERVICES)]
+    others = sorted(p.stem for p in paths.run.glob("*.pid") if p.stem not in ours)
+    return {name: stop_service(name, paths) for name in [*others, *ours]}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Backfill state on the compacted state topic: the records, and the view rebuilt from them.
 
-Three kinds of record, each under a key that compaction keeps the latest value of:
+Four kinds of record, each under a key that compaction keeps the latest value of:
 
 ``request:<id>``
     a request as submitted (its plan parameters, so the plan is reproducible) and its status.
@@ -12,6 +12,12 @@ Three kinds of record, each under a key that compaction keeps the latest value o
 ``failed:<id>:<chunk index>:<point>``
     a point that could not be read after its retries, with the error; a tombstone clears it once
     a later attempt succeeds.
+``verified:<connector>:<start_us>:<end_us>:<digest of points>``
+    the latest ``histfill verify`` of a chunk (:mod:`producer.verify`): ``ok`` says whether every
+    point's QuestDB rows matched the source's count with no unexplained gap and no value out of
+    range. Keyed like the chunk's ``done:`` checkpoint, so it sits beside it whichever request
+    wrote the data; the record names the request it was checked for (``requestId``, or null).
+    A later verification of the same chunk replaces it, a failing one included.
 
 The values are JSON rather than Avro: this is a low-volume control plane an operator reads with
 ``kafka-console-consumer``, and ``schemas/`` is the single record family of the data codec (its
@@ -33,6 +39,7 @@ from producer.planner import points_digest
 REQUEST = "request"
 DONE = "done"
 FAILED = "failed"
+VERIFIED = "verified"
 META_WORKERS_KEY = "meta:workers"
 
 
@@ -49,6 +56,11 @@ def done_key(connector: str, start_us: int, end_us: int, points: tuple[str, ...]
 def failed_key(request_id: str, chunk_index: int, point: str) -> str:
     """State key of one point's failure in one chunk of one request."""
     return f"{FAILED}:{request_id}:{chunk_index}:{point}"
+
+
+def verified_key(connector: str, start_us: int, end_us: int, points: tuple[str, ...]) -> str:
+    """State key of a chunk's latest verification: the chunk checkpoint's key, ``verified:``."""
+    return f"{VERIFIED}:{connector}:{start_us}:{end_us}:{points_digest(points)}"
 
 
 def encode(record: dict[str, Any]) -> bytes:
@@ -112,7 +124,7 @@ class RequestTally:
 
 @dataclass
 class StateView:
-    """Everything the state topic says, folded: requests, coverage, failures."""
+    """Everything the state topic says, folded: requests, coverage, failures, verifications."""
 
     requests: dict[str, dict[str, Any]] = field(default_factory=dict)
     coverage: dict[tuple[str, str], IntervalSet] = field(default_factory=dict)
@@ -120,6 +132,7 @@ class StateView:
     failures: dict[str, dict[str, dict[str, Any]]] = field(
         default_factory=lambda: defaultdict(dict)
     )
+    verified: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_workers: int = 0
     records: int = 0
 
@@ -141,6 +154,11 @@ class StateView:
                 self.failures[request_id].pop(rest, None)
             else:
                 self.failures[request_id][rest] = decode(value)
+        elif kind == VERIFIED:
+            if value is None:
+                self.verified.pop(key, None)
+            else:
+                self.verified[key] = decode(value)
         elif key == META_WORKERS_KEY and value is not None:
             self.max_workers = max(self.max_workers, int(decode(value).get("maxWorkers", 0)))
 
@@ -166,6 +184,13 @@ class StateView:
         """Whether ``point`` already holds ``[start_us, end_us)`` (without creating an entry)."""
         found = self.coverage.get((connector, point))
         return found is not None and found.covers(start_us, end_us)
+
+    def is_verified(
+        self, connector: str, start_us: int, end_us: int, points: tuple[str, ...]
+    ) -> bool:
+        """Whether the latest verification of this chunk passed."""
+        record = self.verified.get(verified_key(connector, start_us, end_us, points))
+        return record is not None and bool(record.get("ok"))
 
     def pending_points(
         self, connector: str, points: tuple[str, ...], start_us: int, end_us: int

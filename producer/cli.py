@@ -35,12 +35,12 @@ def run_service() -> None:
     main()
 
 
-def _client(url: str, token: str | None) -> httpx.Client:
+def api_client(url: str, token: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=url, headers=headers, timeout=30)
 
 
-def _call(client: httpx.Client, method: str, path: str, body: Any = None) -> Any:
+def call(client: httpx.Client, method: str, path: str, body: Any = None) -> Any:
     try:
         response = client.request(method, path, json=body)
     except httpx.HTTPError as exc:
@@ -78,9 +78,13 @@ def summary(data: dict[str, Any]) -> str:
         f"Errors: {data['errorCount']}",
         bar,
     ]
-    if data.get("errors"):
+    errors = data.get("errors") or []
+    if errors:
+        shown = 10
         lines.append("Errors encountered:")
-        lines += [f"  {e['startTime']} {e['point']}: {e['error']}" for e in data["errors"]]
+        lines += [f"  {e['startTime']} {e['point']}: {e['error']}" for e in errors[:shown]]
+        if len(errors) > shown:
+            lines.append(f"  ... and {len(errors) - shown} more (histfill backfill status ID)")
     return "\n".join(lines)
 
 
@@ -95,7 +99,7 @@ def _points(points: str | None, points_file: Path | None) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-def _watch(client: httpx.Client, request_id: str, interval: float) -> dict[str, Any]:
+def watch(client: httpx.Client, request_id: str, interval: float) -> dict[str, Any]:
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -107,7 +111,7 @@ def _watch(client: httpx.Client, request_id: str, interval: float) -> dict[str, 
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("backfill", total=100.0, chunks="0/?", rate="0", eta="?")
         while True:
-            data: dict[str, Any] = _call(client, "GET", f"/api/backfill/request/{request_id}")
+            data: dict[str, Any] = call(client, "GET", f"/api/backfill/request/{request_id}")
             done = data["completedChunks"] + data["failedChunks"]
             bar.update(
                 task,
@@ -146,17 +150,17 @@ def start(
         "endTime": end_time,
         "chunkSize": chunk,
     }
-    with _client(url, token) as client:
+    with api_client(url, token) as client:
         if dry_run:
-            data = _call(client, "POST", "/api/backfill/estimate", body)
+            data = call(client, "POST", "/api/backfill/estimate", body)
             for key, value in data.items():
                 console.print(f"{key:>24}: {value}")
             return
-        queued = _call(client, "POST", "/api/backfill/start", body)
+        queued = call(client, "POST", "/api/backfill/start", body)
         console.print(f"{queued['message']} -> request {queued['requestId']}")
         if not wait:
             return
-        final = _watch(client, queued["requestId"], interval)
+        final = watch(client, queued["requestId"], interval)
     console.print(summary(final))
     if final["status"] != "Completed":
         raise typer.Exit(code=1)
@@ -170,11 +174,11 @@ def status(
     token: str | None = TokenOption,
 ) -> None:
     """Show one request's summary, or a table of requests with the service's totals."""
-    with _client(url, token) as client:
+    with api_client(url, token) as client:
         if request_id is not None:
-            console.print(summary(_call(client, "GET", f"/api/backfill/request/{request_id}")))
+            console.print(summary(call(client, "GET", f"/api/backfill/request/{request_id}")))
             return
-        data = _call(client, "GET", f"/api/backfill/status?all={str(all_requests).lower()}")
+        data = call(client, "GET", f"/api/backfill/status?all={str(all_requests).lower()}")
     table = Table("request", "connector", "points", "status", "progress", "chunks", "values", "ETA")
     for r in data["activeRequests"]:
         table.add_row(
@@ -197,8 +201,8 @@ def status(
 
 
 def _act(action: str, request_id: str, url: str, token: str | None) -> None:
-    with _client(url, token) as client:
-        data = _call(client, "POST", f"/api/backfill/request/{request_id}/{action}")
+    with api_client(url, token) as client:
+        data = call(client, "POST", f"/api/backfill/request/{request_id}/{action}")
     console.print(f"{request_id}: {data['status']}")
 
 
