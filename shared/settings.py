@@ -207,7 +207,11 @@ class ConsumerSettings(CommonSettings):
         500, ge=1, description="Flush at least this often (ms) while data is buffered."
     )
     poll_batch: int = Field(
-        500, ge=1, le=100_000, description="Messages taken from Kafka per consume() call."
+        50,
+        ge=1,
+        le=100_000,
+        description="Messages taken from Kafka per consume() call (each holds up to a page "
+        "of values: this bounds memory).",
     )
     realtime_lag_pause_threshold: int = Field(
         1_000,
