@@ -26,8 +26,7 @@ def _compose_variables(compose: dict[str, object]) -> dict[str, set[str]]:
     services = compose.get("services")
     assert isinstance(services, dict)
     found: dict[str, set[str]] = {}
-    anchors = compose.get("x-histfill-env", {})
-    assert isinstance(anchors, dict)
+    anchors = {**compose.get("x-histfill-env", {}), **compose.get("x-pi-env", {})}
     for name, service in services.items():
         env = service.get("environment", {}) if isinstance(service, dict) else {}
         if isinstance(env, list):
@@ -40,7 +39,7 @@ def _compose_variables(compose: dict[str, object]) -> dict[str, set[str]]:
 def test_compose_names_only_known_variables() -> None:
     """compose.yaml configures our services only with variables the settings know."""
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    ours = {"producer", "consumer", "init", "x-histfill-env"}
+    ours = {"producer", "consumer", "init", "job", "x-histfill-env"}
     per_service = _compose_variables(compose)
     assert ours - {"x-histfill-env"} <= set(per_service), "compose lacks a histfill service"
     for name in ours:
