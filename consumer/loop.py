@@ -4,8 +4,9 @@ The commit protocol, in one place:
 
 1. Messages are polled and decoded into a pending flush; nothing is committed yet
    (``enable.auto.commit`` and ``enable.auto.offset.store`` are off).
-2. A flush writes every pending batch to QuestDB as one ILP/HTTP request. If QuestDB is down the
-   loop pauses its partitions and retries with backoff, keeping the data and committing nothing.
+2. A flush writes every pending batch to QuestDB over ILP/HTTP (on a background thread, while
+   the next flush fills; one flush in flight at most). If QuestDB is down the loop pauses its
+   partitions and retries with backoff, keeping the data and committing nothing.
    Batches QuestDB refuses (bad data) are found by bisection and become dead letters.
 3. Dead letters are produced to the DLQ and acknowledged by the broker.
 4. The Redis latest-value cache is updated (newest wins; idempotent).
@@ -23,6 +24,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -92,6 +94,14 @@ class _Pending:
         self.__dict__.update(kept.__dict__)
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What a flush's write did: which batches QuestDB refused, how many went to the DLQ."""
+
+    refused: frozenset[int]
+    poisons: int
+
+
 class _Stopped(Exception):
     """Raised inside a retry when the loop was told to stop."""
 
@@ -155,6 +165,9 @@ class IngestLoop:
         self._backfill_lag_paused = False
         self._bucket = _TokenBucket(settings.backfill_max_values_per_second, clock)
         self._last_steer = 0.0
+        # one background writer: at most one flush in flight while the next one fills
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
+        self._inflight: tuple[_Pending, float, Future[_Outcome]] | None = None
         self.heartbeat = Heartbeat(clock=clock)
         self.ready = False
 
@@ -208,6 +221,8 @@ class IngestLoop:
                         self._flush()
                 if self._flush_due():
                     self._flush()
+                elif self._inflight is not None and self._inflight[2].done():
+                    self._finish_inflight()  # commit it (or retry it) without waiting for more
                 self._steer()
         except _Stopped:
             pass
@@ -241,47 +256,85 @@ class IngestLoop:
         )
 
     def _flush(self, retry: bool = True) -> None:
-        """Write, dead-letter, cache, then commit; see the module docstring."""
+        """Hand the pending messages to the writer; see the module docstring for the order.
+
+        The first attempt runs on a background thread, so decoding the next flush overlaps
+        QuestDB's work on this one (both cores busy). Offsets are stored strictly in flush
+        order: before a flush is handed over, the previous one is finished and committed.
+        A failed first attempt is retried here, on the polling thread, where partitions can be
+        paused and the group membership kept alive.
+        """
+        self._finish_inflight(retry)
         pending = self._pending
         if not pending.messages:
             return
-        self._flushing = True
-        started = self._clock()
+        self._pending = _Pending()
+        if retry:
+            future = self._writer.submit(self._write, pending, False)
+            self._inflight = (pending, self._clock(), future)
+            return
         try:
-            rejections = self._retry(
-                "questdb", lambda: self._sink.write(pending.batches), SinkError, retry
-            )
-            rejected = {r.index for r in rejections}
-            for r in rejections:
-                pending.poisons.append(
-                    Poison(pending.batch_messages[r.index], "QuestDBRejected", r.reason)
-                )
-            accepted = [b for i, b in enumerate(pending.batches) if i not in rejected]
-            if pending.poisons:
-                self._retry("dlq", lambda: self._dead_letter(pending.poisons), SinkError, retry)
-            self._retry("redis", lambda: self._cache.update(accepted), SinkError, retry)
-            self._commit(pending.messages)
+            outcome = self._write_guarded(pending, retry=False)
+        except (SinkError, _Stopped):
+            self._pending = pending  # nothing committed: keep it for the caller to decide
+            raise
+        self._complete(pending, self._clock(), outcome)
+
+    def _finish_inflight(self, retry: bool = True) -> None:
+        """Wait for the background write; retry it here if it failed; then store its offsets."""
+        if self._inflight is None:
+            return
+        pending, started, future = self._inflight
+        self._inflight = None
+        try:
+            outcome = future.result()
+        except SinkError:
+            if not retry:
+                # a revoke cannot wait out an outage: leave these uncommitted; the partitions'
+                # next owner reads them again
+                return
+            outcome = self._write_guarded(pending, retry=True)
+        self._complete(pending, started, outcome)
+
+    def _write_guarded(self, pending: _Pending, retry: bool) -> _Outcome:
+        self._flushing = True
+        try:
+            return self._write(pending, retry)
         finally:
             self._flushing = False
-        topic_values: dict[str, int] = {}
-        for message, batch in zip(pending.batch_messages, pending.batches, strict=True):
-            topic_values[message.topic() or ""] = topic_values.get(message.topic() or "", 0) + len(
-                batch
-            )
-        for i, message in enumerate(pending.batch_messages):
-            if i not in rejected:
+
+    def _write(self, pending: _Pending, retry: bool) -> _Outcome:
+        """QuestDB, then the dead letters (decode failures and refused batches), then Redis."""
+        rejections = self._retry(
+            "questdb", lambda: self._sink.write(pending.batches), SinkError, retry
+        )
+        poisons = pending.poisons + [
+            Poison(pending.batch_messages[r.index], "QuestDBRejected", r.reason) for r in rejections
+        ]
+        refused = frozenset(r.index for r in rejections)
+        accepted = [b for i, b in enumerate(pending.batches) if i not in refused]
+        if poisons:
+            self._retry("dlq", lambda: self._dead_letter(poisons), SinkError, retry)
+        self._retry("redis", lambda: self._cache.update(accepted), SinkError, retry)
+        return _Outcome(refused, len(poisons))
+
+    def _complete(self, pending: _Pending, started: float, outcome: _Outcome) -> None:
+        """The flush is durable in QuestDB, the DLQ and Redis: store offsets, count it."""
+        self._commit(pending.messages)
+        for i, (message, batch) in enumerate(
+            zip(pending.batch_messages, pending.batches, strict=True)
+        ):
+            if i not in outcome.refused:
                 self._metrics.batches.labels(message.topic()).inc()
-        for topic, n in topic_values.items():
-            self._metrics.values.labels(topic).inc(n)
+                self._metrics.values.labels(message.topic()).inc(len(batch))
         self._metrics.flush_seconds.observe(self._clock() - started)
         self._metrics.last_flush.set(time.time())
         log.debug(
             "flushed",
             messages=len(pending.messages),
             values=pending.values,
-            poisons=len(pending.poisons),
+            poisons=outcome.poisons,
         )
-        self._pending = _Pending()
 
     def _dead_letter(self, poisons: Sequence[Poison]) -> None:
         for p in poisons:
@@ -327,15 +380,17 @@ class IngestLoop:
                 try:
                     return action()
                 except errors as exc:
-                    if not getattr(exc, "retriable", True) or not retry:
+                    if not getattr(exc, "retriable", True):
                         raise
                     self._metrics.sink_errors.labels(sink).inc()
                     log.warning(
                         "sink_unavailable",
                         sink=sink,
                         error=str(exc)[:300],
-                        retry_in_s=round(delay, 2),
+                        retry_in_s=round(delay, 2) if retry else None,
                     )
+                    if not retry:
+                        raise
                     if not paused_here:
                         paused_here = [TopicPartition(t, p) for (t, p) in self._assigned]
                         if paused_here:
@@ -420,7 +475,8 @@ class IngestLoop:
         timer.daemon = True
         timer.start()
         try:
-            self._flush()
+            self._flush()  # finishes the write in flight, hands over the rest
+            self._finish_inflight()
         except (_Stopped, SinkError) as exc:
             log.warning(
                 "shutdown_flush_incomplete", error=str(exc), pending=len(self._pending.messages)
@@ -428,6 +484,7 @@ class IngestLoop:
         finally:
             timer.cancel()
             self._stop.set()
+            self._writer.shutdown(wait=True)
             self._consumer.close()
             log.info("consumer_closed")
 
