@@ -60,7 +60,9 @@ ROW_SCHEMA = fastavro.parse_schema(
 
 def fill(settings: ConsumerSettings, points: int, per_batch: int, total: int) -> int:
     """Produce ``total`` values time-major, ``per_batch`` per message; returns values produced."""
-    producer = Producer(producer_config(settings, **{"linger.ms": 50, "queue.buffering.max.kbytes": 262144}))
+    producer = Producer(
+        producer_config(settings, **{"linger.ms": 50, "queue.buffering.max.kbytes": 262144})
+    )
     codec = BatchCodec()
     chunks = max(total // (points * per_batch), 1)
     produced = 0
@@ -68,16 +70,23 @@ def fill(settings: ConsumerSettings, points: int, per_batch: int, total: int) ->
     for k in range(chunks):
         ts = BASE_US + (k * per_batch + np.arange(per_batch, dtype=np.int64)) * MINUTE_US
         for p in range(points):
-            batch = PointBatch.from_columns(f"BENCH.P{p:04d}", "Simulator", ts, rng.random(per_batch))
+            batch = PointBatch.from_columns(
+                f"BENCH.P{p:04d}", "Simulator", ts, rng.random(per_batch)
+            )
             while True:
                 try:
-                    producer.produce(settings.topic_backfill, codec.encode(batch), key=batch.source_address.encode())
+                    producer.produce(
+                        settings.topic_backfill,
+                        codec.encode(batch),
+                        key=batch.source_address.encode(),
+                    )
                     break
                 except BufferError:
                     producer.poll(0.1)
             producer.poll(0)
             produced += per_batch
-    assert producer.flush(120) == 0
+    if producer.flush(120):
+        raise RuntimeError("the fill did not reach Kafka within 120 s")
     return produced
 
 
@@ -85,7 +94,9 @@ def count(sql: QuestDBSQL, table: str) -> int:
     return int(sql.scalar(f"SELECT count() FROM {table}") or 0)  # noqa: S608
 
 
-def run_consumer(env: dict[str, str], sql: QuestDBSQL, table: str, expected: int) -> dict[str, float]:
+def run_consumer(
+    env: dict[str, str], sql: QuestDBSQL, table: str, expected: int
+) -> dict[str, float]:
     """Start the real consumer; time until all rows are visible; sample its RSS."""
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -114,7 +125,9 @@ def run_consumer(env: dict[str, str], sql: QuestDBSQL, table: str, expected: int
     return {"seconds": elapsed, "values_per_s": expected / elapsed, "peak_rss_mb": peak / 2**20}
 
 
-def naive_baseline(settings: ConsumerSettings, sql: QuestDBSQL, values: int, points: int) -> dict[str, float]:
+def naive_baseline(
+    settings: ConsumerSettings, sql: QuestDBSQL, values: int, points: int
+) -> dict[str, float]:
     """One Avro record per value through Kafka, one Sender.row() per value into QuestDB."""
     topic = f"{settings.topic_backfill}.naive"
     table = f"{settings.qdb_table}_naive"
@@ -132,7 +145,14 @@ def naive_baseline(settings: ConsumerSettings, sql: QuestDBSQL, values: int, poi
         for i in range(per_point):
             buf = io.BytesIO()
             fastavro.schemaless_writer(
-                buf, ROW_SCHEMA, {"source_address": address, "ts": BASE_US + i * MINUTE_US, "value": i * 0.5, "quality": 0}
+                buf,
+                ROW_SCHEMA,
+                {
+                    "source_address": address,
+                    "ts": BASE_US + i * MINUTE_US,
+                    "value": i * 0.5,
+                    "quality": 0,
+                },
             )
             while True:
                 try:
@@ -147,7 +167,9 @@ def naive_baseline(settings: ConsumerSettings, sql: QuestDBSQL, values: int, poi
     consumer.subscribe([topic])
     started = time.perf_counter()
     done = 0
-    with Sender.from_conf(settings.qdb_client_conf.get_secret_value() + "auto_flush=off;") as sender:
+    with Sender.from_conf(
+        settings.qdb_client_conf.get_secret_value() + "auto_flush=off;"
+    ) as sender:
         while done < total:
             for msg in consumer.consume(1000, timeout=1.0):
                 if msg.error():
@@ -172,7 +194,9 @@ def naive_baseline(settings: ConsumerSettings, sql: QuestDBSQL, values: int, poi
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--values", type=int, default=20_000_000)
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=10_000, help="values per Kafka message")
@@ -201,9 +225,11 @@ def main() -> None:
     print(f"filled {settings.topic_backfill} with {produced:,} values in {fill_s:.1f}s")
 
     ours = run_consumer(env, sql, settings.qdb_table, produced)
-    print(f"histfill consumer: {ours['values_per_s']:,.0f} values/s, peak RSS {ours['peak_rss_mb']:.0f} MB")
+    print(f"histfill consumer: {ours['values_per_s']:,.0f} values/s", end=", ")
+    print(f"peak RSS {ours['peak_rss_mb']:.0f} MB")
     naive = naive_baseline(settings, sql, args.baseline_values, min(args.points, 100))
-    print(f"naive row-per-value baseline: {naive['values_per_s']:,.0f} values/s ({naive['values']:,} values)")
+    print(f"naive row-per-value baseline: {naive['values_per_s']:,.0f} values/s", end=" ")
+    print(f"({naive['values']:,} values)")
     sql.exec(f"DROP TABLE {settings.qdb_table}")
 
     result = {
