@@ -46,6 +46,7 @@ from consumer.questdb_sink import QuestDBSink
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
 from shared.errors import DecodeError, SinkError
+from shared.ratelimit import ValueRateLimit
 from shared.settings import ConsumerSettings
 
 log = structlog.get_logger(__name__)
@@ -106,32 +107,6 @@ class _Stopped(Exception):
     """Raised inside a retry when the loop was told to stop."""
 
 
-class _TokenBucket:
-    """Values-per-second budget for backfill; 0 means unlimited."""
-
-    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
-        self.rate = rate
-        self._clock = clock
-        self._tokens = rate
-        self._at = clock()
-
-    def take(self, n: int) -> None:
-        if self.rate > 0:
-            self._refill()
-            self._tokens -= n
-
-    def wait_seconds(self) -> float:
-        if self.rate <= 0:
-            return 0.0
-        self._refill()
-        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-
-
 class IngestLoop:
     """Runs the consume loop until ``stop`` is set; see the module docstring for the protocol."""
 
@@ -163,7 +138,8 @@ class IngestLoop:
         self._assigned: set[tuple[str, int]] = set()
         self._paused: set[tuple[str, int]] = set()
         self._backfill_lag_paused = False
-        self._bucket = _TokenBucket(settings.backfill_max_values_per_second, clock)
+        self._backfill_cap = ValueRateLimit(settings.backfill_max_values_per_second, clock=clock)
+        self._capped_until = 0.0
         self._last_steer = 0.0
         # one background writer: at most one flush in flight while the next one fills
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
@@ -243,7 +219,9 @@ class IngestLoop:
         )
         self._pending.add(message, decoded, self._clock())
         if message.topic() == self._settings.topic_backfill and not isinstance(decoded, Poison):
-            self._bucket.take(len(decoded))
+            wait = self._backfill_cap.reserve(len(decoded))
+            if wait > 0:  # over the cap: hold the backfill partitions back that long
+                self._capped_until = max(self._capped_until, self._clock() + wait)
 
     def _flush_due(self) -> bool:
         pending, s = self._pending, self._settings
@@ -448,7 +426,7 @@ class IngestLoop:
                 self._backfill_lag_paused = True
             elif realtime_lag <= threshold // 2:
                 self._backfill_lag_paused = False
-        want_paused = self._backfill_lag_paused or self._bucket.wait_seconds() > 0
+        want_paused = self._backfill_lag_paused or self._clock() < self._capped_until
         backfill = {(t, p) for (t, p) in self._assigned if t == s.topic_backfill}
         if want_paused and backfill - self._paused:
             newly = sorted(backfill - self._paused)

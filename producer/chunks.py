@@ -30,9 +30,9 @@ from producer.planner import Chunk
 from producer.progress import RequestProgress, iso
 from producer.publisher import BackfillPublisher
 from producer.sources.base import PointComplete, SourceItem, TimeWindow
-from producer.throttle import ValueRateLimit
 from shared.batch import PointBatch, from_micros
 from shared.errors import HistfillError
+from shared.ratelimit import ValueRateLimit
 from shared.settings import ProducerSettings
 
 log = structlog.get_logger(__name__)

@@ -42,10 +42,10 @@ from producer.progress import BackfillRequest, RequestProgress, Status, iso
 from producer.publisher import BackfillPublisher, PlainPublisher, fence
 from producer.requests import Limits, StartBody, estimate, validate
 from producer.state_io import read_state
-from producer.throttle import ValueRateLimit
 from shared.batch import from_micros
 from shared.codec import BatchCodec
 from shared.errors import HistfillError
+from shared.ratelimit import ValueRateLimit
 from shared.settings import ProducerSettings
 
 log = structlog.get_logger(__name__)

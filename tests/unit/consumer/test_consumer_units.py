@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from consumer.latest_cache import newest_per_point
-from consumer.loop import _Pending, _TokenBucket
+from consumer.loop import _Pending
 from consumer.questdb_sink import batches_to_frame
 from shared.batch import PointBatch
 
@@ -98,19 +97,6 @@ def test_pending_keeps_only_messages_of_partitions_still_owned() -> None:
     pending.keep_only(lambda m: False)
     assert pending.since is None
     assert pending.messages == []
-
-
-def test_token_bucket_caps_the_rate() -> None:
-    """Taking more than a second's budget asks to wait the excess over the rate."""
-    now = [0.0]
-    bucket = _TokenBucket(1000.0, clock=lambda: now[0])
-    bucket.take(3000)
-    assert np.isclose(bucket.wait_seconds(), 2.0)
-    now[0] = 2.5
-    assert bucket.wait_seconds() == 0.0
-    unlimited = _TokenBucket(0.0, clock=lambda: now[0])
-    unlimited.take(10**9)
-    assert unlimited.wait_seconds() == 0.0
 
 
 class _FakeSender:

@@ -7,8 +7,8 @@ import asyncio
 import numpy as np
 
 from producer.publisher import slices, transactional_id
-from producer.throttle import ValueRateLimit
 from shared.batch import PointBatch
+from shared.ratelimit import ValueRateLimit
 from shared.settings import ProducerSettings, load_settings
 
 

@@ -1,9 +1,9 @@
-"""A cap on backfill values published per second, shared by every worker.
+"""A cap on backfill values per second: published (producer) or ingested (consumer).
 
-Real-time data goes through its own producer and topic and never waits here, so a backfill can
-be slowed (``PUBLISH_MAX_VALUES_PER_SECOND``) without touching the live stream. The form is a
-reservation token bucket (GCRA) counted in values with a one-second burst: a page larger than
-the burst is allowed and paid for by the pages after it.
+Real-time data never waits here, so a backfill can be slowed (``PUBLISH_MAX_VALUES_PER_SECOND``
+in the producer, ``BACKFILL_MAX_VALUES_PER_SECOND`` in the consumer) without touching the live
+stream. The form is a reservation token bucket (GCRA) counted in values with a one-second
+burst: a page larger than the burst is allowed and paid for by the pages after it.
 """
 
 from __future__ import annotations
