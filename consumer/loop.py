@@ -139,7 +139,6 @@ class IngestLoop:
         self._paused: set[tuple[str, int]] = set()
         self._backfill_lag_paused = False
         self._backfill_cap = ValueRateLimit(settings.backfill_max_values_per_second, clock=clock)
-        self._capped_until = 0.0
         self._last_steer = 0.0
         # one background writer: at most one flush in flight while the next one fills
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
@@ -219,9 +218,8 @@ class IngestLoop:
         )
         self._pending.add(message, decoded, self._clock())
         if message.topic() == self._settings.topic_backfill and not isinstance(decoded, Poison):
-            wait = self._backfill_cap.reserve(len(decoded))
-            if wait > 0:  # over the cap: hold the backfill partitions back that long
-                self._capped_until = max(self._capped_until, self._clock() + wait)
+            # paid for by pausing the backfill partitions (see _steer) while over the cap
+            self._backfill_cap.reserve(len(decoded))
 
     def _flush_due(self) -> bool:
         pending, s = self._pending, self._settings
@@ -426,7 +424,7 @@ class IngestLoop:
                 self._backfill_lag_paused = True
             elif realtime_lag <= threshold // 2:
                 self._backfill_lag_paused = False
-        want_paused = self._backfill_lag_paused or self._clock() < self._capped_until
+        want_paused = self._backfill_lag_paused or self._backfill_cap.ready_in() > 0
         backfill = {(t, p) for (t, p) in self._assigned if t == s.topic_backfill}
         if want_paused and backfill - self._paused:
             newly = sorted(backfill - self._paused)

@@ -44,6 +44,12 @@ class ValueRateLimit:
         self._tat = start + values / self.rate
         return max(0.0, start - now)
 
+    def ready_in(self) -> float:
+        """Seconds until values may flow again without waiting (0 when under the cap)."""
+        if self.rate == 0:
+            return 0.0
+        return max(0.0, self._tat - self._burst_s - self._clock())
+
     async def acquire(self, values: int) -> None:
         """Wait until ``values`` may be published."""
         wait = self.reserve(values)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+from confluent_kafka import TopicPartition
 
 from consumer.latest_cache import newest_per_point
-from consumer.loop import _Pending
+from consumer.loop import IngestLoop, _Pending
+from consumer.metrics import ConsumerMetrics
 from consumer.questdb_sink import batches_to_frame
 from shared.batch import PointBatch
+from shared.settings import ConsumerSettings, load_settings
 
 
 def _batch(address: str, ts: list[int], values: list[float], **kw: object) -> PointBatch:
@@ -133,3 +136,73 @@ def test_sink_splits_large_flushes_into_bounded_requests() -> None:
     assert sink.write(batches) == []
     assert sent == [8, 8, 8, 4]
     assert sum(sent) == 28
+
+
+class _FakeConsumer:
+    """Positions and cached watermarks as librdkafka would report them; records pauses."""
+
+    def __init__(self, lag: dict[tuple[str, int], int]) -> None:
+        self.lag = lag
+        self.paused: set[tuple[str, int]] = set()
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, 100) for tp in partitions]
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
+        return 0, 100 + self.lag.get((tp.topic, tp.partition), 0)
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused -= {(tp.topic, tp.partition) for tp in partitions}
+
+
+def _loop(fake: _FakeConsumer, now: list[float], **env: str) -> IngestLoop:
+    settings = load_settings(
+        ConsumerSettings, {"TOPIC_REALTIME": "rt", "TOPIC_BACKFILL": "bf", **env}
+    )
+    loop = IngestLoop(
+        fake,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        settings,
+        ConsumerMetrics(),
+        clock=lambda: now[0],
+    )
+    loop.on_assign(
+        fake, [TopicPartition("rt", 0), TopicPartition("bf", 0), TopicPartition("bf", 1)]
+    )  # type: ignore[arg-type]
+    return loop
+
+
+def test_backfill_pauses_while_realtime_lags_and_resumes_below_half() -> None:
+    """Real-time lag above the threshold pauses only the backfill partitions; below half resumes."""
+    fake = _FakeConsumer({("rt", 0): 5000})
+    now = [10.0]
+    loop = _loop(fake, now, REALTIME_LAG_PAUSE_THRESHOLD="1000")
+    loop._steer()
+    assert fake.paused == {("bf", 0), ("bf", 1)}
+    fake.lag[("rt", 0)] = 800  # below the threshold but above half: stay paused (hysteresis)
+    now[0] += 1.5
+    loop._steer()
+    assert fake.paused == {("bf", 0), ("bf", 1)}
+    fake.lag[("rt", 0)] = 100
+    now[0] += 1.5
+    loop._steer()
+    assert fake.paused == set()
+
+
+def test_backfill_value_cap_pauses_backfill_for_the_excess() -> None:
+    """Ingesting more backfill values than the cap allows pauses backfill until they are paid."""
+    fake = _FakeConsumer({})
+    now = [10.0]
+    loop = _loop(fake, now, BACKFILL_MAX_VALUES_PER_SECOND="1000")
+    loop._backfill_cap.reserve(4000)  # 3 s beyond the one-second burst
+    loop._steer()
+    assert fake.paused == {("bf", 0), ("bf", 1)}
+    now[0] += 3.5
+    loop._steer()
+    assert fake.paused == set()
