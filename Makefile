@@ -45,7 +45,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: stack-up
-	$(BIN)/python bench/codec.py
+	$(BIN)/python bench/e2e.py
 
 clean: stack-down
 	rm -rf .stack $(VENV)
