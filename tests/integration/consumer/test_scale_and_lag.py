@@ -49,8 +49,10 @@ def test_two_consumers_share_partitions_and_write_every_value_once(
     assert duplicate_keys(qdb, infra.qdb_table) == []
     # each process ingested part of the data, none all of it
     wait_for(
-        lambda: sum(p.metric("histfill_values_ingested_total") for p in (first, second))
-        >= producer.values
+        lambda: (
+            sum(p.metric("histfill_values_ingested_total") for p in (first, second))
+            >= producer.values
+        )
     )
     shares = [p.metric("histfill_values_ingested_total") for p in (first, second)]
     assert all(0 < share < producer.values for share in shares), shares
