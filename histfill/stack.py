@@ -104,6 +104,14 @@ telemetry.enabled=false
 """
 
 
+# QuestDB logs every query at INFO: a test run's polling made a 160 MB log. Keep what matters.
+_QUESTDB_LOG_CONF = """\
+writers=stdout
+w.stdout.class=io.questdb.log.LogConsoleWriter
+w.stdout.level=ERROR,CRITICAL,ADVISORY
+"""
+
+
 @dataclass(frozen=True)
 class StackPaths:
     """Where the stack keeps jars, data, logs and pid files (all git-ignored)."""
@@ -350,6 +358,7 @@ def _prepare_questdb(paths: StackPaths) -> None:
     conf_dir = paths.data / "questdb" / "conf"
     conf_dir.mkdir(parents=True, exist_ok=True)
     (conf_dir / "server.conf").write_text(_QUESTDB_CONF)
+    (conf_dir / "log.conf").write_text(_QUESTDB_LOG_CONF)
 
 
 def _questdb_command(paths: StackPaths) -> list[str]:
