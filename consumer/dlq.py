@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from shared.errors import SinkError
 
@@ -44,13 +44,17 @@ class DeadLetterPublisher:
             (f"{HEADER_PREFIX}error.type", error_type),
             (f"{HEADER_PREFIX}error.message", reason[:4000]),
         ]
-        self._producer.produce(
-            self._topic,
-            value=message.value(),
-            key=message.key(),
-            headers=headers,
-            on_delivery=self._on_delivery,
-        )
+        try:
+            self._producer.produce(
+                self._topic,
+                value=message.value(),
+                key=message.key(),
+                headers=headers,
+                on_delivery=self._on_delivery,
+            )
+        except (KafkaException, BufferError) as exc:
+            # the loop retries a flush on SinkError; anything else would unwind it
+            raise SinkError(f"dead-letter produce failed: {exc}") from exc
         self._producer.poll(0)
         log.warning(
             "message_dead_lettered",

@@ -78,6 +78,20 @@ class _Pending:
             self.batch_messages.append(message)
             self.values += len(decoded)
 
+    @staticmethod
+    def concat(first: _Pending, second: _Pending) -> _Pending:
+        """``first``'s messages followed by ``second``'s (offsets stay in order)."""
+        both = _Pending(
+            messages=first.messages + second.messages,
+            batches=first.batches + second.batches,
+            batch_messages=first.batch_messages + second.batch_messages,
+            poisons=first.poisons + second.poisons,
+            values=first.values + second.values,
+            size=first.size + second.size,
+            since=first.since if first.since is not None else second.since,
+        )
+        return both
+
     def keep_only(self, keep: Callable[[Message], bool]) -> None:
         """Drop the messages of partitions we no longer own (their new owner re-reads them)."""
         kept = _Pending()
@@ -140,6 +154,7 @@ class IngestLoop:
         self._backfill_lag_paused = False
         self._backfill_cap = ValueRateLimit(settings.backfill_max_values_per_second, clock=clock)
         self._last_steer = 0.0
+        self._generation = 0  # bumped by every revoke or loss of partitions
         # one background writer: at most one flush in flight while the next one fills
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
         self._inflight: tuple[_Pending, float, Future[_Outcome]] | None = None
@@ -156,6 +171,7 @@ class IngestLoop:
     def on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Flush and commit what we hold before the partitions move to another member."""
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._generation += 1
         log.info("partitions_revoked", partitions=_names(partitions))
         if not self._flushing:
             try:
@@ -170,6 +186,11 @@ class IngestLoop:
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=_names(partitions))
         lost = {(tp.topic, tp.partition) for tp in partitions}
+        self._generation += 1
+        if self._inflight is not None:
+            # its offsets are not ours to store any more; the new owner writes it again
+            self._inflight[2].exception()  # wait for the writer before forgetting it
+            self._inflight = None
         self._pending.keep_only(lambda m: (m.topic(), m.partition()) not in lost)
         self._assigned -= lost
         self._paused -= lost
@@ -188,7 +209,12 @@ class IngestLoop:
             while not self._stop.is_set():
                 self.heartbeat.beat()
                 messages = self._consumer.consume(settings.poll_batch, timeout=min(interval, 0.5))
+                generation = self._generation
                 for message in messages:
+                    if self._generation != generation:
+                        # A rebalance ran inside this batch (a retry polls): the rest belongs to
+                        # the old assignment; the fetch position was reset, so it is read again.
+                        break
                     self._accept(message)
                     # checked per message: a flush never holds much more than FLUSH_ROWS values,
                     # which bounds memory and the size of one QuestDB request
@@ -257,19 +283,24 @@ class IngestLoop:
         self._complete(pending, self._clock(), outcome)
 
     def _finish_inflight(self, retry: bool = True) -> None:
-        """Wait for the background write; retry it here if it failed; then store its offsets."""
+        """Wait for the background write; retry it here if it failed; then store its offsets.
+
+        A flush in flight is never forgotten: until it completes, no later flush is written
+        or committed. If it cannot complete now (a revoke cannot wait out an outage, or the
+        loop is stopping), its messages go back in front of the pending ones, uncommitted.
+        """
         if self._inflight is None:
             return
         pending, started, future = self._inflight
-        self._inflight = None
         try:
             outcome = future.result()
         except SinkError:
             if not retry:
-                # a revoke cannot wait out an outage: leave these uncommitted; the partitions'
-                # next owner reads them again
-                return
-            outcome = self._write_guarded(pending, retry=True)
+                self._inflight = None
+                self._pending = _Pending.concat(pending, self._pending)
+                raise
+            outcome = self._write_guarded(pending, retry=True)  # _Stopped leaves it in flight
+        self._inflight = None
         self._complete(pending, started, outcome)
 
     def _write_guarded(self, pending: _Pending, retry: bool) -> _Outcome:

@@ -1,0 +1,129 @@
+"""The consume loop's commit protocol with fakes: no offset is stored past unwritten data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from consumer.loop import IngestLoop, _Stopped
+from consumer.metrics import ConsumerMetrics
+from shared.batch import PointBatch
+from shared.errors import SinkError
+from shared.settings import ConsumerSettings, load_settings
+
+
+@dataclass
+class _Msg:
+    t: str
+    p: int
+    o: int
+
+    def topic(self) -> str:
+        return self.t
+
+    def partition(self) -> int:
+        return self.p
+
+    def offset(self) -> int:
+        return self.o
+
+    def value(self) -> bytes:
+        return b"x"
+
+    def error(self) -> None:
+        return None
+
+
+class _Codec:
+    def decode(self, _raw: bytes) -> PointBatch:
+        return PointBatch.from_columns("A", "Simulator", [1], [1.0])
+
+
+class _Sink:
+    """Fails its first ``fails`` writes, like QuestDB timing out, then accepts."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails = fails
+        self.written: list[int] = []
+
+    def write(self, batches: list[PointBatch]) -> list[object]:
+        if self.fails:
+            self.fails -= 1
+            raise SinkError("timed out")
+        self.written.append(len(batches))
+        return []
+
+
+class _Cache:
+    def update(self, _batches: list[PointBatch]) -> int:
+        return 0
+
+
+class _Consumer:
+    def __init__(self) -> None:
+        self.stored: list[int] = []
+
+    def store_offsets(self, offsets: list[TopicPartition]) -> None:
+        self.stored += [tp.offset for tp in offsets]
+
+    def pause(self, _p: list[TopicPartition]) -> None:
+        """Nothing is fetched in these tests."""
+
+    def resume(self, _p: list[TopicPartition]) -> None:
+        """Nothing is fetched in these tests."""
+
+    def poll(self, _timeout: float) -> None:
+        return None
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def _loop_with_failed_flush(fails: int) -> tuple[IngestLoop, _Consumer, _Sink]:
+    """Offsets 0-9 handed to the background writer, whose first attempt failed; 10-19 pending."""
+    settings = load_settings(
+        ConsumerSettings,
+        {"TOPIC_REALTIME": "rt", "TOPIC_BACKFILL": "bf", "SHUTDOWN_TIMEOUT_S": "5"},
+    )
+    consumer, sink = _Consumer(), _Sink(fails)
+    loop = IngestLoop(
+        consumer,  # type: ignore[arg-type]
+        _Codec(),  # type: ignore[arg-type]
+        sink,  # type: ignore[arg-type]
+        _Cache(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        settings,
+        ConsumerMetrics(),
+    )
+    loop.on_assign(consumer, [TopicPartition("bf", 0)])  # type: ignore[arg-type]
+    for offset in range(10):
+        loop._accept(_Msg("bf", 0, offset))  # type: ignore[arg-type]
+    loop._flush()
+    assert loop._inflight is not None
+    assert isinstance(loop._inflight[2].exception(), SinkError)  # waits for the writer
+    for offset in range(10, 20):
+        loop._accept(_Msg("bf", 0, offset))  # type: ignore[arg-type]
+    return loop, consumer, sink
+
+
+def test_revoke_after_a_failed_write_stores_no_offset() -> None:
+    """A revoke right after a failed background write commits nothing: all of it is re-read."""
+    loop, consumer, sink = _loop_with_failed_flush(fails=1)
+    loop.on_revoke(consumer, [TopicPartition("bf", 0)])  # type: ignore[arg-type]
+    assert consumer.stored == []
+    assert sink.written == []
+    assert loop._pending.messages == []
+
+
+def test_stop_during_a_retry_then_shutdown_writes_in_order() -> None:
+    """Stopped while retrying, the shutdown writes the failed flush first, then the next one."""
+    loop, consumer, sink = _loop_with_failed_flush(fails=2)
+    loop.stop()
+    with pytest.raises(_Stopped):
+        loop._finish_inflight()
+    assert consumer.stored == []
+    loop._shutdown()
+    assert sink.written == [10, 10]
+    assert consumer.stored == [10, 20]
