@@ -6,8 +6,9 @@ fields ``ts`` (microseconds since the epoch, UTC), ``value``, ``quality``, ``con
 
 Each flush updates every point once (its newest value in the flush), never once per value, and
 the compare-and-set runs inside Redis as one Lua script: the hash changes only when the incoming
-timestamp is newer than the stored one. So a backfill of old data can never overwrite a newer
-live value, whatever order the two topics are consumed in, and replays after a crash are no-ops.
+timestamp is not older than the stored one. So a backfill of old data can never overwrite a
+newer live value, whatever order the two topics are consumed in; a value rewritten at the same
+timestamp wins in Redis as it does in QuestDB's upsert, and replays after a crash change nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ for i, key in ipairs(KEYS) do
   local base = (i - 1) * 5
   local ts = tonumber(ARGV[base + 1])
   local current = redis.call('HGET', key, 'ts')
-  if (not current) or tonumber(current) < ts then
+  if (not current) or tonumber(current) <= ts then
     redis.call('HSET', key, 'ts', ARGV[base + 1], 'value', ARGV[base + 2],
                'quality', ARGV[base + 3], 'connector', ARGV[base + 4], 'text', ARGV[base + 5])
     changed = changed + 1

@@ -131,7 +131,13 @@ class QuestDBSink:
     ) -> None:
         self.max_rows_per_request = max_rows_per_request
         # auto_flush off: we decide when a flush happens, so we know which offsets it covers.
-        self._conf = conf if "auto_flush=" in conf else conf.rstrip(";") + ";auto_flush=off;"
+        # (any auto_flush_* setting of the user's is overridden: flushes must be ours to place)
+        params = ";".join(
+            part
+            for part in conf.split("::", 1)[1].split(";")
+            if part and not part.startswith("auto_flush")
+        )
+        self._conf = f"{conf.split('::', 1)[0]}::{params};auto_flush=off;"
         self._table = table
         self._factory = sender_factory
         self._sender: Sender | None = None
@@ -175,6 +181,11 @@ class QuestDBSink:
                 start, rows = i, 0
             rows += len(batch)
         rejections += self._write_group(batches[start:], offset=start)
+        if len(batches) > 1 and len(rejections) == len(batches):
+            # Every batch refused is a table-level problem (a column type changed, the table was
+            # recreated without our layout), not poison: dead-lettering would empty the stream
+            # into the DLQ. Retry instead, loudly, until an operator fixes the table.
+            raise SinkError(f"QuestDB refuses every batch of the flush: {rejections[0].reason}")
         return rejections
 
     def _write_group(self, batches: Sequence[PointBatch], offset: int) -> list[Rejection]:

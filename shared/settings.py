@@ -148,7 +148,13 @@ class CommonSettings(BaseSettings):
     @field_validator("qdb_client_conf")
     @classmethod
     def _check_qdb_conf(cls, value: SecretStr) -> SecretStr:
-        parse_qdb_conf(value.get_secret_value())
+        schema, _ = parse_qdb_conf(value.get_secret_value())
+        if schema not in {"http", "https"}:
+            # Over TCP a flush returns once bytes are on the socket and QuestDB drops bad rows
+            # by disconnecting: offsets would be committed for rows it never took.
+            raise ValueError(
+                "ILP over HTTP is required (http:: or https::): only it confirms writes"
+            )
         return value
 
     @field_validator("redis_url")
@@ -170,11 +176,7 @@ class CommonSettings(BaseSettings):
     def qdb_http_url(self) -> str:
         """The QuestDB HTTP endpoint for SQL (DDL, checks), from the ILP configuration."""
         schema, params = parse_qdb_conf(self.qdb_client_conf.get_secret_value())
-        scheme = "https" if schema in {"https", "tcps"} else "http"
-        host = params["addr"].rsplit(":", 1)[0] if schema.startswith("tcp") else params["addr"]
-        if schema.startswith("tcp"):
-            host += ":9000"
-        return f"{scheme}://{host}"
+        return f"{schema}://{params['addr']}"
 
     @property
     def qdb_http_auth(self) -> tuple[str, str] | None:

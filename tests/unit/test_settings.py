@@ -57,6 +57,7 @@ def test_settings_are_frozen() -> None:
         ("TOPIC_DLQ", "bad topic!"),
         ("TOPIC_BACKFILL_PARTITIONS", "0"),
         ("QDB_CLIENT_CONF", "addr=localhost:9000"),
+        ("QDB_CLIENT_CONF", "tcp::addr=localhost:9009;"),
         ("REDIS_URL", "http://localhost:6379"),
         ("API_PORT", "70000"),
         ("PI_WEB_API_URL", "ftp://pi"),

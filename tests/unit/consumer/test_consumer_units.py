@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+import pytest
 from confluent_kafka import TopicPartition
+from questdb import QuestDBError, QuestDBErrorCode
 
 from consumer.latest_cache import newest_per_point
 from consumer.loop import IngestLoop, _Pending
 from consumer.metrics import ConsumerMetrics
-from consumer.questdb_sink import batches_to_frame
+from consumer.questdb_sink import QuestDBSink, batches_to_frame
 from shared.batch import PointBatch
+from shared.errors import SinkError
 from shared.settings import ConsumerSettings, load_settings
 
 
@@ -123,8 +126,6 @@ class _FakeSender:
 
 def test_sink_splits_large_flushes_into_bounded_requests() -> None:
     """A flush larger than max_rows_per_request goes out as several requests, none too big."""
-    from consumer.questdb_sink import QuestDBSink  # noqa: PLC0415
-
     sent: list[int] = []
     sink = QuestDBSink(
         "http::addr=x:9000;",
@@ -135,7 +136,6 @@ def test_sink_splits_large_flushes_into_bounded_requests() -> None:
     batches = [_batch(f"P{i}", [1, 2, 3, 4], [0.0] * 4) for i in range(7)]
     assert sink.write(batches) == []
     assert sent == [8, 8, 8, 4]
-    assert sum(sent) == 28
 
 
 class _FakeConsumer:
@@ -206,3 +206,48 @@ def test_backfill_value_cap_pauses_backfill_for_the_excess() -> None:
     now[0] += 3.5
     loop._steer()
     assert fake.paused == set()
+
+
+class _RefusingSender(_FakeSender):
+    """Refuses any frame holding one of the ``bad`` addresses, as QuestDB refuses bad rows."""
+
+    def __init__(self, sent: list[int], bad: set[str]) -> None:
+        super().__init__(sent)
+        self.bad = bad
+        self.frame: pd.DataFrame | None = None
+
+    def dataframe(self, frame: pd.DataFrame, **_kw: object) -> None:
+        self.frame = frame
+
+    def flush(self) -> None:
+        assert self.frame is not None
+        if set(self.frame["source_address"].astype(str)) & self.bad:
+            raise QuestDBError(QuestDBErrorCode.BadDataFrame, "timestamp is negative")
+        self.sent.append(len(self.frame))
+
+
+def _sink(sent: list[int], bad: set[str]) -> QuestDBSink:
+    return QuestDBSink(
+        "http::addr=x:9000;auto_flush_rows=5;",
+        "t",
+        sender_factory=lambda _conf: _RefusingSender(sent, bad),  # type: ignore[arg-type,return-value]
+    )
+
+
+def test_sink_bisects_to_the_refused_batch_and_writes_the_rest() -> None:
+    """One bad batch among eight is reported alone; every other row is written."""
+    sent: list[int] = []
+    batches = [_batch(f"P{i}", [1, 2], [0.0, 1.0]) for i in range(8)]
+    rejections = _sink(sent, {"P5"}).write(batches)
+    assert [r.index for r in rejections] == [5]
+    assert "negative" in rejections[0].reason
+    assert sum(sent) == 14
+
+
+def test_sink_refusing_every_batch_is_a_retriable_error_not_poison() -> None:
+    """When QuestDB refuses every batch, the flush is retried, not dead-lettered whole."""
+    sent: list[int] = []
+    batches = [_batch(f"P{i}", [1], [0.0]) for i in range(4)]
+    with pytest.raises(SinkError, match="every batch"):
+        _sink(sent, {f"P{i}" for i in range(4)}).write(batches)
+    assert sent == []
