@@ -394,6 +394,18 @@ class Orchestrator:
                 except ChunkCancelled:
                     if entry.progress.status is Status.PAUSED:
                         entry.requeued.append(chunk.index)
+                except FencedError:
+                    entry.requeued.append(chunk.index)  # not done: whoever runs next redoes it
+                    raise
+                except Exception as exc:  # a worker must not die with its chunk
+                    # e.g. a Kafka blip while recording failures, or a publisher restart that
+                    # failed: the chunk is not done, so it goes back in the queue, and the
+                    # transactional publisher is rebuilt before the next one.
+                    log.exception("chunk_crashed", worker=worker, chunk=chunk.index, error=str(exc))
+                    entry.requeued.append(chunk.index)
+                    await asyncio.sleep(self.settings.retry_backoff_seconds)
+                    await asyncio.to_thread(publisher.close)
+                    await asyncio.to_thread(publisher.start)
                 finally:
                     entry.in_flight.discard(chunk.index)
                     self._maybe_finish(entry)

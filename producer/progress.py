@@ -216,8 +216,10 @@ class RequestProgress:
 
     def final_status(self) -> Status:
         """What the request ends as once every chunk has an outcome."""
-        if not self.failed:
+        if not self.failed and self.done_chunks >= self.total_chunks:
             return Status.COMPLETED
+        if not self.failed:  # a chunk without an outcome must never read as completed
+            return Status.COMPLETED_WITH_ERRORS
         if self.completed or self.values_published:  # some points of the failed chunks went
             return Status.COMPLETED_WITH_ERRORS
         return Status.FAILED
