@@ -286,7 +286,10 @@ def render(console: Console, report: VerifyReport, checks: Checks, title: str) -
             span + (f" ({r.questdb.outside:,} out)" if r.questdb.outside else ""),
             "[green]ok[/]" if r.ok else "[red]" + "; ".join(r.problems) + "[/]",
         )
-    console.print(table)
+    if rows:
+        console.print(table)
+    else:
+        console.print(f"[bold]{title}[/]")
     hidden = report.checks - len(rows)
     if hidden:
         console.print(f"({hidden:,} point checks not listed: {report.checks_ok:,} passed)")
