@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from confluent_kafka import TopicPartition
 
@@ -12,28 +10,7 @@ from consumer.metrics import ConsumerMetrics
 from shared.batch import PointBatch
 from shared.errors import SinkError
 from shared.settings import ConsumerSettings, load_settings
-
-
-@dataclass
-class _Msg:
-    t: str
-    p: int
-    o: int
-
-    def topic(self) -> str:
-        return self.t
-
-    def partition(self) -> int:
-        return self.p
-
-    def offset(self) -> int:
-        return self.o
-
-    def value(self) -> bytes:
-        return b"x"
-
-    def error(self) -> None:
-        return None
+from tests.unit.consumer.fakes import FakeMessage
 
 
 class _Codec:
@@ -99,12 +76,12 @@ def _loop_with_failed_flush(fails: int) -> tuple[IngestLoop, _Consumer, _Sink]:
     )
     loop.on_assign(consumer, [TopicPartition("bf", 0)])  # type: ignore[arg-type]
     for offset in range(10):
-        loop._accept(_Msg("bf", 0, offset))  # type: ignore[arg-type]
+        loop._accept(FakeMessage("bf", 0, offset))  # type: ignore[arg-type]
     loop._flush()
     assert loop._inflight is not None
     assert isinstance(loop._inflight[2].exception(), SinkError)  # waits for the writer
     for offset in range(10, 20):
-        loop._accept(_Msg("bf", 0, offset))  # type: ignore[arg-type]
+        loop._accept(FakeMessage("bf", 0, offset))  # type: ignore[arg-type]
     return loop, consumer, sink
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import pytest
 from confluent_kafka import TopicPartition
@@ -16,6 +14,7 @@ from consumer.questdb_sink import QuestDBSink, batches_to_frame
 from shared.batch import PointBatch
 from shared.errors import SinkError
 from shared.settings import ConsumerSettings, load_settings
+from tests.unit.consumer.fakes import FakeMessage
 
 
 def _batch(address: str, ts: list[int], values: list[float], **kw: object) -> PointBatch:
@@ -70,32 +69,11 @@ def test_newest_per_point_takes_the_max_timestamp_across_batches() -> None:
     assert by_address["B"].text == "On"
 
 
-@dataclass
-class _Msg:
-    """The few Message methods _Pending uses."""
-
-    t: str
-    p: int
-    o: int
-
-    def topic(self) -> str:
-        return self.t
-
-    def partition(self) -> int:
-        return self.p
-
-    def offset(self) -> int:
-        return self.o
-
-    def value(self) -> bytes:
-        return b"0123456789"
-
-
 def test_pending_keeps_only_messages_of_partitions_still_owned() -> None:
     """After a revoke, only the batches of partitions we still own stay pending."""
     pending = _Pending()
-    pending.add(_Msg("bf", 0, 1), _batch("A", [1, 2], [1.0, 2.0]), now=0.0)  # type: ignore[arg-type]
-    pending.add(_Msg("bf", 1, 1), _batch("B", [1], [1.0]), now=0.1)  # type: ignore[arg-type]
+    pending.add(FakeMessage("bf", 0, 1), _batch("A", [1, 2], [1.0, 2.0]), now=0.0)  # type: ignore[arg-type]
+    pending.add(FakeMessage("bf", 1, 1), _batch("B", [1], [1.0]), now=0.1)  # type: ignore[arg-type]
     pending.keep_only(lambda m: m.partition() == 1)
     assert [b.source_address for b in pending.batches] == ["B"]
     assert pending.values == 1
