@@ -21,6 +21,7 @@ from shared.codec import BatchCodec
 from shared.errors import ConfigError, HistfillError
 from shared.kafka import consumer_config, producer_config
 from shared.logging import configure_logging
+from shared.malloc import tune_malloc
 from shared.settings import ConsumerSettings, load_settings
 
 log = structlog.get_logger(__name__)
@@ -34,7 +35,11 @@ def run(settings: ConsumerSettings) -> None:
         codec = stack.enter_context(BatchCodec(registry=settings.schema_registry_url))
         redis_client = redis.Redis.from_url(settings.redis_url.get_secret_value())
         stack.callback(redis_client.close)
-        sink = QuestDBSink(settings.qdb_client_conf.get_secret_value(), settings.qdb_table)
+        sink = QuestDBSink(
+            settings.qdb_client_conf.get_secret_value(),
+            settings.qdb_table,
+            request_rows=settings.qdb_request_rows,
+        )
         stack.callback(sink.close)
         dlq_producer = Producer(producer_config(settings, **{"linger.ms": 5}))
         stack.callback(dlq_producer.flush, 10)
@@ -88,6 +93,7 @@ def main() -> int:
         settings.log_level,
         json=None if settings.log_format == "auto" else settings.log_format == "json",
     )
+    log.debug("malloc_tuned", **tune_malloc())
     try:
         run(settings)
     except HistfillError as exc:

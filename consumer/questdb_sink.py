@@ -1,14 +1,24 @@
-"""QuestDB sink: many point batches -> one columnar DataFrame -> one ILP/HTTP request.
+"""QuestDB sink: many point batches -> time-ordered columns -> ILP/HTTP requests.
 
 The hot path never touches a value in Python: the batches' numpy arrays are concatenated, the
 symbol columns are built from integer codes (``pd.Categorical.from_codes``), and the questdb
-client serialises the frame in native code. Over HTTP one flush is one transaction: QuestDB
+client serialises each frame in native code. Over HTTP one request is one transaction: QuestDB
 accepts all of its rows or none.
 
-When QuestDB refuses a flush because of the data (not because it is down), the sink bisects the
-batches to find the ones it refuses and reports them, so the loop can send exactly those to the
-dead-letter topic and write the rest. Re-sending the accepted half is harmless: the table's
-dedup keys turn it into upserts of the same rows.
+Why time order. A flush holds whole batches, and a batch is one point over days: written as
+they come, every request spans the same days as the one before it, and QuestDB merges each into
+the day partitions the previous ones just wrote (out-of-order commits, rewriting those
+partitions). Sorting the flush by timestamp and cutting it into requests of ``request_rows``
+makes consecutive requests cover consecutive, disjoint time ranges. Measured on this 2-core
+machine (10 M values, 1,000 points, 7-day batches): QuestDB spent 2.5 CPU s per million rows on
+250 k-row point-ordered requests and 1.5 on a 1 M-row flush written as four time-ordered 250 k
+requests, its ingest rate rising from 636 k to 865 k rows/s. Ties keep arrival order (a stable
+sort), so a replayed row still lands after the original it repeats.
+
+When QuestDB refuses a flush because of the data (not because it is down), the sink writes the
+batches again in batch-aligned requests and bisects those it refuses, so the loop can send
+exactly those batches to the dead-letter topic and write the rest. Re-sending rows already
+accepted is harmless: the table's dedup keys turn it into upserts of the same rows.
 """
 
 from __future__ import annotations
@@ -16,8 +26,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import structlog
 from questdb import QuestDBError, Sender
@@ -68,10 +80,56 @@ def _is_data_error(exc: QuestDBError) -> bool:
     )
 
 
-def batches_to_frame(batches: Sequence[PointBatch]) -> pd.DataFrame:
-    """Concatenate batches into one DataFrame in point_data's layout, with no per-value work."""
+@dataclass(frozen=True)
+class _Columns:
+    """A flush's batches as parallel columns; symbols as integer codes into their categories."""
+
+    ts: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    quality: npt.NDArray[np.int16]
+    addresses: npt.NDArray[np.int32]
+    connectors: npt.NDArray[np.int32]
+    requests: npt.NDArray[np.int32] | None
+    texts: npt.NDArray[np.object_] | None
+    address_names: pd.Index
+    connector_names: pd.Index
+    request_names: pd.Index
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def frame(self, start: int = 0, stop: int | None = None) -> pd.DataFrame:
+        """Rows ``start:stop`` as a DataFrame in point_data's layout (views, no per-value work)."""
+        cut = slice(start, stop)
+        frame = pd.DataFrame(
+            {
+                "source_address": pd.Categorical.from_codes(
+                    self.addresses[cut], categories=self.address_names
+                ),
+                "value": self.values[cut],
+                "quality": self.quality[cut],
+                "connector": pd.Categorical.from_codes(
+                    self.connectors[cut], categories=self.connector_names
+                ),
+                "ts": pd.DatetimeIndex(self.ts[cut].view("datetime64[us]")).tz_localize("UTC"),
+            },
+            copy=False,
+        )
+        if self.requests is not None:
+            frame["request_id"] = pd.Categorical.from_codes(
+                self.requests[cut], categories=self.request_names
+            )
+        if self.texts is not None:
+            frame["text_value"] = pd.array(self.texts[cut], dtype="string")
+        return frame
+
+
+def _columns(batches: Sequence[PointBatch], time_ordered: bool) -> _Columns:
+    """Concatenate batches column by column; optionally reorder every column by timestamp.
+
+    The reordering gathers one column at a time, so the flush is held about once, not twice.
+    """
     lengths = np.fromiter((len(b) for b in batches), dtype=np.int64, count=len(batches))
-    total = int(lengths.sum())
     addresses: dict[str, int] = {}
     connectors: dict[str, int] = {}
     requests: dict[str, int] = {}
@@ -86,50 +144,56 @@ def batches_to_frame(batches: Sequence[PointBatch]) -> pd.DataFrame:
         )
 
     ts = np.concatenate([b.timestamps_us for b in batches]) if batches else np.empty(0, np.int64)
-    frame = pd.DataFrame(
-        {
-            "source_address": pd.Categorical.from_codes(
-                np.repeat(addr_codes, lengths), categories=pd.Index(list(addresses))
-            ),
-            "value": np.concatenate([b.values for b in batches]) if batches else np.empty(0),
-            "quality": np.concatenate([b.quality for b in batches]).astype(np.int16)
-            if batches
-            else np.empty(0, np.int16),
-            "connector": pd.Categorical.from_codes(
-                np.repeat(conn_codes, lengths), categories=pd.Index(list(connectors))
-            ),
-            "ts": pd.DatetimeIndex(ts.view("datetime64[us]")).tz_localize("UTC"),
-        },
-        copy=False,
-    )
-    if requests:
-        frame["request_id"] = pd.Categorical.from_codes(
-            np.repeat(req_codes, lengths), categories=pd.Index(list(requests))
-        )
+    # Batches arrive sorted within themselves: the stable sort merges runs (timsort), cheaply.
+    order = np.argsort(ts, kind="stable") if time_ordered else None
+
+    def column(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return values if order is None else values[order]
+
+    texts = None
     if any(b.texts is not None for b in batches):
         # Text is rare (digital states, string tags): only then pay for an object column.
-        texts: list[str | None] = []
+        flat: list[str | None] = []
         for b in batches:
             if b.texts is None:
-                texts.extend([None] * len(b))
+                flat.extend([None] * len(b))
             else:
-                texts.extend(t or None for t in b.texts)
-        frame["text_value"] = pd.array(texts, dtype="string")
-    assert len(frame) == total  # noqa: S101  # cheap invariant of the concatenation
-    return frame
+                flat.extend(t or None for t in b.texts)
+        texts = column(np.array(flat, dtype=object))
+    return _Columns(
+        ts=column(ts),
+        values=column(np.concatenate([b.values for b in batches]) if batches else np.empty(0)),
+        quality=column(
+            np.concatenate([b.quality for b in batches]).astype(np.int16)
+            if batches
+            else np.empty(0, np.int16)
+        ),
+        addresses=column(np.repeat(addr_codes, lengths)),
+        connectors=column(np.repeat(conn_codes, lengths)),
+        requests=column(np.repeat(req_codes, lengths)) if requests else None,
+        texts=texts,
+        address_names=pd.Index(list(addresses)),
+        connector_names=pd.Index(list(connectors)),
+        request_names=pd.Index(list(requests)),
+    )
+
+
+def batches_to_frame(batches: Sequence[PointBatch]) -> pd.DataFrame:
+    """Concatenate batches into one DataFrame in point_data's layout, with no per-value work."""
+    return _columns(batches, time_ordered=False).frame()
 
 
 class QuestDBSink:
-    """Writes batches to the point table over ILP/HTTP; one ``write`` is one transaction."""
+    """Writes batches to the point table over ILP/HTTP in time-ordered requests."""
 
     def __init__(
         self,
         conf: str,
         table: str,
         sender_factory: Callable[[str], Sender] = Sender.from_conf,
-        max_rows_per_request: int = 500_000,
+        request_rows: int = 250_000,
     ) -> None:
-        self.max_rows_per_request = max_rows_per_request
+        self.request_rows = request_rows
         # auto_flush off: we decide when a flush happens, so we know which offsets it covers.
         # (any auto_flush_* setting of the user's is overridden: flushes must be ours to place)
         params = ";".join(
@@ -142,8 +206,8 @@ class QuestDBSink:
         self._factory = sender_factory
         self._sender: Sender | None = None
 
-    def _send(self, batches: Sequence[PointBatch]) -> None:
-        frame = batches_to_frame(batches)
+    def _send(self, frame: pd.DataFrame) -> None:
+        """One ILP/HTTP request: one QuestDB transaction, all of its rows or none."""
         if self._sender is None:
             sender = self._factory(self._conf)
             sender.establish()  # type: ignore[no-untyped-call]  # untyped Cython method
@@ -167,16 +231,28 @@ class QuestDBSink:
     def write(self, batches: Sequence[PointBatch]) -> list[Rejection]:
         """Write all batches; returns the ones QuestDB refused (the rest are written).
 
-        Large flushes go out as several requests of at most ``max_rows_per_request`` rows, so
-        one request stays far below the client's and the server's body limits (100 MiB by
-        default) whatever FLUSH_ROWS is. Raises SinkError (retriable) when QuestDB is unreachable
-        or failing: then nothing can be assumed written, and the caller must neither commit
-        offsets nor drop the batches.
+        The rows go out sorted by timestamp, cut into requests of at most ``request_rows``
+        rows, so each request stays far below the client's and the server's body limits and
+        touches a narrow time range (see the module docstring). Raises SinkError (retriable)
+        when QuestDB is unreachable or failing: then nothing can be assumed written, and the
+        caller must neither commit offsets nor drop the batches.
         """
+        if not batches:
+            return []
+        try:
+            columns = _columns(batches, time_ordered=True)
+            for start in range(0, len(columns), self.request_rows):
+                self._send(columns.frame(start, start + self.request_rows))
+            return []
+        except QuestDBError as exc:
+            if not _is_data_error(exc):
+                raise SinkError(f"QuestDB write failed: {exc}") from exc
+            log.warning("questdb_refused_rows", error=str(exc)[:300], batches=len(batches))
+        # Some rows are refused. Find their batches: batch-aligned requests, bisected on refusal.
         rejections: list[Rejection] = []
         start, rows = 0, 0
         for i, batch in enumerate(batches):
-            if rows and rows + len(batch) > self.max_rows_per_request:
+            if rows and rows + len(batch) > self.request_rows:
                 rejections += self._write_group(batches[start:i], offset=start)
                 start, rows = i, 0
             rows += len(batch)
@@ -195,7 +271,7 @@ class QuestDBSink:
         if not batches:
             return []
         try:
-            self._send(batches)
+            self._send(batches_to_frame(batches))
             return []
         except QuestDBError as exc:
             if not _is_data_error(exc):

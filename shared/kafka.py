@@ -75,9 +75,10 @@ def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         # Bounded prefetch: librdkafka's local queue (default 64 MiB) and in-flight fetches
-        # (default 50 MiB) dominated the consumer's RSS; 16 MiB each keeps up with QuestDB.
-        "queued.max.messages.kbytes": 16384,
-        "fetch.max.bytes": 16 * 1024 * 1024,
+        # (default 50 MiB) dominated the consumer's RSS; 8 MiB each is over a second of data
+        # at the consumer's full rate, enough to keep QuestDB busy.
+        "queued.max.messages.kbytes": 8192,
+        "fetch.max.bytes": 8 * 1024 * 1024,
         # range balances each topic on its own, so a second consumer takes half of the backfill
         # partitions too (cooperative-sticky balances the total, and may hand one member every
         # real-time partition and the other every backfill partition).

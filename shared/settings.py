@@ -198,7 +198,13 @@ class ConsumerSettings(CommonSettings):
         description="Port of the consumer's /metrics, /health, /ready (0: off).",
     )
     flush_rows: int = Field(
-        250_000, ge=1, description="Flush to QuestDB once this many values are buffered."
+        500_000, ge=1, description="Flush to QuestDB once this many values are buffered."
+    )
+    qdb_request_rows: int = Field(
+        125_000,
+        ge=1,
+        description="Most rows per ILP/HTTP request (one QuestDB transaction); a flush is "
+        "written sorted by time in requests of this size.",
     )
     flush_bytes: int = Field(
         64 * 1024 * 1024,

@@ -86,14 +86,17 @@ def test_pending_keeps_only_messages_of_partitions_still_owned() -> None:
 class _FakeSender:
     """Records the frames a sink sends, as the questdb Sender would receive them."""
 
-    def __init__(self, sent: list[int]) -> None:
+    def __init__(self, sent: list[int], frames: list[pd.DataFrame] | None = None) -> None:
         self.sent = sent
+        self.frames = frames
 
     def establish(self) -> None:
         """Nothing to connect to."""
 
     def dataframe(self, frame: pd.DataFrame, **_kw: object) -> None:
         self.sent.append(len(frame))
+        if self.frames is not None:
+            self.frames.append(frame.copy())
 
     def flush(self) -> None:
         """Every request succeeds."""
@@ -102,18 +105,30 @@ class _FakeSender:
         """Nothing to close."""
 
 
-def test_sink_splits_large_flushes_into_bounded_requests() -> None:
-    """A flush larger than max_rows_per_request goes out as several requests, none too big."""
+def test_sink_writes_a_flush_in_bounded_time_ordered_requests() -> None:
+    """Rows go out sorted by time in requests of at most request_rows: every row once,
+    each request's time range after the previous one's, ties in arrival order."""
     sent: list[int] = []
+    frames: list[pd.DataFrame] = []
     sink = QuestDBSink(
         "http::addr=x:9000;",
         "t",
-        sender_factory=lambda _conf: _FakeSender(sent),  # type: ignore[arg-type,return-value]
-        max_rows_per_request=10,
+        sender_factory=lambda _conf: _FakeSender(sent, frames),  # type: ignore[arg-type,return-value]
+        request_rows=10,
     )
-    batches = [_batch(f"P{i}", [1, 2, 3, 4], [0.0] * 4) for i in range(7)]
+    # seven points, each a run of four values; point i starts at 10*i, interleaving in time
+    batches = [_batch(f"P{i}", [i, 10 + i, 20 + i, 30 + i], [float(i)] * 4) for i in range(7)]
+    batches.append(_batch("P0", [0], [99.0]))  # a replay of P0's first value, arriving last
     assert sink.write(batches) == []
-    assert sent == [8, 8, 8, 4]
+    assert sent == [10, 10, 9]
+    rows = pd.concat(frames, ignore_index=True)
+    times = rows["ts"].astype("int64").tolist()
+    assert times == sorted(times)
+    assert sorted(zip(rows["source_address"].astype(str), times, strict=True)) == sorted(
+        (b.source_address, int(t)) for b in batches for t in b.timestamps_us
+    )
+    first_two = rows.iloc[:2]
+    assert list(first_two["value"]) == [0.0, 99.0]  # the later message stays later: it wins
 
 
 class _FakeConsumer:
