@@ -3,9 +3,10 @@
 Run: ``.venv/bin/python bench/codec.py [--values N] [--batches B] [--repeat R] [--out PATH]``.
 
 Single process, pinned to one core where the OS allows it. The columnar figures include the whole
-codec path (framing, fastavro, numpy conversion); the row-per-value figures are one Avro message
-per value, as a naive producer would send them, decoded to dicts only (generous to that design:
-it builds no arrays).
+codec path (framing, fastavro, numpy conversion), for the current schema (v3: timestamps and
+values packed as little-endian buffers) and for v2 (the same columns as Avro arrays); the
+row-per-value figures are one Avro message per value, as a naive producer would send them,
+decoded to dicts only (generous to that design: it builds no arrays).
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ def best_of(repeat: int, work: Callable[[], object]) -> float:
     return best
 
 
-def bench_columnar(batches: list[PointBatch], repeat: int) -> dict[str, float]:
-    codec = BatchCodec()
+def bench_columnar(
+    batches: list[PointBatch], repeat: int, writer_version: int | None = None
+) -> dict[str, float]:
+    codec = BatchCodec(writer_version=writer_version)
     messages = [codec.encode(b) for b in batches]
     total = sum(len(b) for b in batches)
     if [codec.decode(m) for m in messages] != batches:
@@ -141,9 +144,11 @@ def main() -> None:
     batches = make_batches(args.values, args.batches)
     values = sum(len(b) for b in batches)
     columnar = bench_columnar(batches, args.repeat)
+    arrays = bench_columnar(batches, args.repeat, writer_version=2)
     rows = bench_row_per_value(batches, max(1, args.repeat - 2))
     result = {
         "columnar": columnar,
+        "columnar_v2_arrays": arrays,
         "row_per_value": rows,
         "decode_speedup": columnar["decode_values_per_s"] / rows["decode_values_per_s"],
         "encode_speedup": columnar["encode_values_per_s"] / rows["encode_values_per_s"],
@@ -157,7 +162,7 @@ def main() -> None:
 
     print(f"{values:,} values in {len(batches)} batches, one core, best of {args.repeat}")
     print(f"{'format':<15}{'encode M val/s':>16}{'decode M val/s':>16}{'bytes/value':>13}")
-    for name, fig in (("columnar", columnar), ("row-per-value", rows)):
+    for name, fig in (("packed (v3)", columnar), ("arrays (v2)", arrays), ("row-per-value", rows)):
         print(
             f"{name:<15}{fig['encode_values_per_s'] / 1e6:>16.2f}"
             f"{fig['decode_values_per_s'] / 1e6:>16.2f}{fig['bytes_per_value']:>13.1f}"

@@ -171,39 +171,43 @@ class _ReadPlan:
 
     fastavro's schema resolution checks the schemas again for every array item, which costs
     about a third of decoding speed. When the writer's fields are the reader's with identical
-    types and the reader's extra fields default to null (v1 -> v2: ``unit`` was added), reading
-    with the writer schema alone and filling the nulls gives exactly Avro's resolved record.
+    types and the reader's extra fields have a null or empty default (v1 -> v2: ``unit`` was
+    added; v2 -> v3: the packed columns), reading with the writer schema alone and filling in
+    those defaults gives exactly Avro's resolved record.
     """
 
     reader: Schema | None
     """Pass as fastavro's reader schema; ``None`` reads with the writer schema alone."""
-    null_defaults: tuple[str, ...] = ()
+    defaults: tuple[tuple[str, object], ...] = ()
 
     @classmethod
     def between(cls, writer: WireSchema, reader: WireSchema) -> _ReadPlan:
         if writer.fingerprint == reader.fingerprint:
             return cls(None)
         try:
-            missing = _null_filled_fields(writer.parsed, reader.parsed)
+            missing = _defaulted_fields(writer.parsed, reader.parsed)
         except Exception:  # noqa: BLE001  # any doubt: full Avro resolution is always correct
             missing = None
         return cls(reader.parsed) if missing is None else cls(None, missing)
 
 
-def _null_filled_fields(w: Schema, r: Schema) -> tuple[str, ...] | None:
-    """The reader's null-default fields the writer lacks, or None if the shortcut is not exact."""
+def _defaulted_fields(w: Schema, r: Schema) -> tuple[tuple[str, object], ...] | None:
+    """The reader's fields the writer lacks, with their (immutable) defaults, or None if the
+    shortcut is not exact."""
     if not isinstance(w, dict) or not isinstance(r, dict) or w["name"] != r["name"]:
         return None
     if len(w["__named_schemas"]) > 1 or len(r["__named_schemas"]) > 1:
         return None  # a nested named type would compare by name only below: don't guess
     written = {f["name"]: _canonical(f["type"]) for f in w["fields"]}
-    missing: list[str] = []
+    missing: list[tuple[str, object]] = []
     for field in r["fields"]:
         if field["name"] in written:
             if written[field["name"]] != _canonical(field["type"]):
                 return None  # e.g. int promoted to long: let fastavro resolve it
         elif "default" in field and field["default"] is None:
-            missing.append(field["name"])
+            missing.append((field["name"], None))
+        elif field["type"] == "bytes" and field.get("default") == "":
+            missing.append((field["name"], b""))
         else:
             return None
     return tuple(missing)
@@ -258,6 +262,10 @@ class BatchCodec:
             self._reader if writer_version is None else self.store.version(writer_version)
         )
         self._single_object_header = SINGLE_OBJECT_MAGIC + self._writer.fingerprint
+        # v3 and later write timestamps and values packed; older versions as Avro arrays
+        self._packed = any(
+            f["name"] == "timestamps_us_packed" for f in json.loads(self._writer.text)["fields"]
+        )
         self._owns_registry = isinstance(registry, str)
         self._registry = _registry_client(registry) if isinstance(registry, str) else registry
         self._ids_by_topic: dict[str, bytes] = {}
@@ -292,7 +300,7 @@ class BatchCodec:
             if self._registry is None
             else self._id_header(self._registry, topic)
         )
-        schemaless_writer(out, self._writer.parsed, _to_record(batch))
+        schemaless_writer(out, self._writer.parsed, _to_record(batch, self._packed))
         return out.getvalue()
 
     def _id_header(self, registry: SchemaRegistryClient, topic: str) -> bytes:
@@ -331,8 +339,8 @@ class BatchCodec:
             if plan is None:
                 plan = self._plans[writer.fingerprint] = _ReadPlan.between(writer, self._reader)
             record = schemaless_reader(body, writer.parsed, plan.reader)
-            for name in plan.null_defaults:
-                record.setdefault(name, None)  # type: ignore[union-attr]
+            for name, default in plan.defaults:
+                record.setdefault(name, default)  # type: ignore[union-attr]
             if body.tell() != len(raw):
                 raise DecodeError(
                     f"{len(raw) - body.tell()} trailing bytes after the Avro body", raw
@@ -401,16 +409,21 @@ class BatchCodec:
         return schema
 
 
-def _to_record(batch: PointBatch) -> dict[str, Any]:
-    # .tolist() hands fastavro native ints/floats in one C loop; extra keys (unit, for a v1
-    # writer) are ignored by fastavro, which is how an older writer drops newer fields.
+def _to_record(batch: PointBatch, packed: bool) -> dict[str, Any]:
+    # A v3 writer packs timestamps and values into little-endian buffers (a memcpy each way); a
+    # v1/v2 writer fills the arrays (.tolist() hands fastavro native numbers in one C loop).
+    # Keys the writer schema lacks are ignored by fastavro: that is how older writers drop fields.
     return {
         "source_address": batch.source_address,
         "connector": batch.connector,
         "request_id": batch.request_id,
         "chunk_index": batch.chunk_index,
-        "timestamps_us": batch.timestamps_us.tolist(),
-        "values": batch.values.tolist(),
+        "timestamps_us": [] if packed else batch.timestamps_us.tolist(),
+        "values": [] if packed else batch.values.tolist(),
+        "timestamps_us_packed": batch.timestamps_us.astype("<i8", copy=False).tobytes()
+        if packed
+        else b"",
+        "values_packed": batch.values.astype("<f8", copy=False).tobytes() if packed else b"",
         "quality": batch.quality.tobytes(),
         "texts": None if batch.texts is None else list(batch.texts),
         "unit": batch.unit,
@@ -419,12 +432,19 @@ def _to_record(batch: PointBatch) -> dict[str, Any]:
 
 def _to_batch(record: dict[str, Any]) -> PointBatch:
     texts = record["texts"]
+    packed_ts: bytes = record.get("timestamps_us_packed") or b""
+    packed_values: bytes = record.get("values_packed") or b""
     return PointBatch(
         record["source_address"],
         record["connector"],
-        # np.array over a list of native numbers is a C loop, faster here than np.fromiter
-        np.array(record["timestamps_us"], dtype=np.int64),
-        np.array(record["values"], dtype=np.float64),
+        # packed (v3): zero-copy views of the message's bytes; arrays (v1/v2): np.array over a
+        # list of native numbers is a C loop, faster here than np.fromiter
+        np.frombuffer(packed_ts, dtype="<i8")
+        if packed_ts
+        else np.array(record["timestamps_us"], dtype=np.int64),
+        np.frombuffer(packed_values, dtype="<f8")
+        if packed_values
+        else np.array(record["values"], dtype=np.float64),
         np.frombuffer(record["quality"], dtype=np.uint8),
         None if texts is None else tuple(texts),
         record["request_id"],

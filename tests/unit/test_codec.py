@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import json
 import re
 import socket
@@ -173,11 +174,11 @@ def test_single_object_header_is_magic_and_little_endian_fingerprint(codec: Batc
 
 
 def test_store_orders_versions_and_reads_with_the_newest() -> None:
-    """The store loads v1 and v2 from schemas/, newest last, with distinct fingerprints."""
+    """The store loads v1, v2 and v3 from schemas/, newest last, with distinct fingerprints."""
     store = SchemaStore()
-    assert [s.version for s in store.versions] == [1, 2]
-    assert store.latest.version == 2
-    assert store.versions[0].fingerprint != store.versions[1].fingerprint
+    assert [s.version for s in store.versions] == [1, 2, 3]
+    assert store.latest.version == 3
+    assert len({s.fingerprint for s in store.versions}) == 3
     assert store.by_fingerprint(store.versions[0].fingerprint) is store.versions[0]
 
 
@@ -217,15 +218,23 @@ def test_v1_bytes_decode_with_the_v2_reader(codec: BatchCodec) -> None:
     )
 
 
-def test_v1_bytes_decode_the_same_with_full_avro_resolution(codec: BatchCodec) -> None:
-    """The null-filling shortcut gives what fastavro's own schema resolution gives."""
-    v1_bytes = BatchCodec(writer_version=1).encode(sample_batch())
+@pytest.mark.parametrize("writer_version", [1, 2])
+def test_older_bytes_decode_the_same_with_full_avro_resolution(
+    codec: BatchCodec, writer_version: int
+) -> None:
+    """The default-filling shortcut gives what fastavro's own schema resolution gives."""
+    old_bytes = BatchCodec(writer_version=writer_version).encode(sample_batch())
     resolved = cast(
         dict[str, Any],
         schemaless_reader(
-            io.BytesIO(v1_bytes[10:]), codec.store.version(1).parsed, codec.store.latest.parsed
+            io.BytesIO(old_bytes[10:]),
+            codec.store.version(writer_version).parsed,
+            codec.store.latest.parsed,
         ),
     )
+    # fastavro resolves the empty bytes default to "" (a str); the codec's shortcut gives b""
+    assert not resolved["timestamps_us_packed"]
+    assert not resolved["values_packed"]
     expected = PointBatch.from_columns(
         resolved["source_address"],
         resolved["connector"],
@@ -237,7 +246,24 @@ def test_v1_bytes_decode_the_same_with_full_avro_resolution(codec: BatchCodec) -
         chunk_index=resolved["chunk_index"],
         unit=resolved["unit"],
     )
-    assert codec.decode(v1_bytes) == expected
+    assert codec.decode(old_bytes) == expected
+    assert expected == sample_batch() if writer_version == 2 else expected.unit is None
+
+
+def test_v3_packs_timestamps_and_values_little_endian(codec: BatchCodec) -> None:
+    """A v3 message carries the columns as 8-byte little-endian buffers and empty arrays."""
+    batch = sample_batch()
+    data = codec.encode(batch)
+    assert data[2:10] == codec.store.version(3).fingerprint
+    record = cast(
+        dict[str, Any], schemaless_reader(io.BytesIO(data[10:]), codec.store.latest.parsed, None)
+    )
+    assert record["timestamps_us"] == record["values"] == []
+    assert record["timestamps_us_packed"] == struct.pack(
+        f"<{len(batch)}q", *batch.timestamps_us.tolist()
+    )
+    assert record["values_packed"] == struct.pack(f"<{len(batch)}d", *batch.values.tolist())
+    assert codec.decode(data) == batch
 
 
 # -- decode failures ------------------------------------------------------------------------------
@@ -313,19 +339,33 @@ def test_wrong_magic_is_a_decode_error(codec: BatchCodec, magic: bytes) -> None:
     assert info.value.raw == data
 
 
-def test_parallel_arrays_of_unequal_length_are_a_decode_error(codec: BatchCodec) -> None:
-    """A well-formed Avro record whose arrays differ in length is not a batch."""
+@pytest.mark.parametrize(
+    ("version", "columns"),
+    [
+        (2, {"timestamps_us": [1, 2, 3], "values": [1.0, 2.0]}),
+        (3, {"timestamps_us_packed": struct.pack("<3q", 1, 2, 3), "values_packed": b"\0" * 16}),
+        (3, {"timestamps_us_packed": b"\0" * 20, "values_packed": b"\0" * 24}),  # not 8n bytes
+    ],
+)
+def test_parallel_arrays_of_unequal_length_are_a_decode_error(
+    codec: BatchCodec, version: int, columns: dict[str, Any]
+) -> None:
+    """A well-formed Avro record whose columns differ in length is not a batch."""
     body = io.BytesIO()
     record = {
         "source_address": "p",
         "connector": "pi",
-        "timestamps_us": [1, 2, 3],
-        "values": [1.0, 2.0],
+        "timestamps_us": [],
+        "values": [],
+        "timestamps_us_packed": b"",
+        "values_packed": b"",
         "quality": b"\x00\x00\x00",
+        **columns,
     }
-    schemaless_writer(body, codec.store.latest.parsed, record)
-    data = b"\xc3\x01" + codec.store.latest.fingerprint + body.getvalue()
-    with pytest.raises(DecodeError, match="differ in length") as info:
+    schema = codec.store.version(version)
+    schemaless_writer(body, schema.parsed, record)
+    data = b"\xc3\x01" + schema.fingerprint + body.getvalue()
+    with pytest.raises(DecodeError, match="differ in length|multiple of element size") as info:
         codec.decode(data)
     assert info.value.raw == data
 
