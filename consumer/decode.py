@@ -6,13 +6,15 @@ original message, so the loop can dead-letter it and move on instead of crash-lo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from confluent_kafka import Message
 
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
-from shared.errors import DecodeError
+from shared.errors import DecodeError, SinkError
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +41,40 @@ def decode_message(codec: BatchCodec, message: Message) -> PointBatch | Poison:
         if exc.retriable:
             raise
         return Poison(message, type(exc).__name__, exc.reason)
+
+
+class LazyBatches(Sequence[PointBatch]):
+    """A flush's batches, decoded from their Kafka messages only when read.
+
+    The loop decodes each message once when it is polled (to count its values and find poison)
+    and then keeps only the message: holding the decoded arrays too would double the memory of
+    a flush in waiting. The writer reads the batches again through this sequence, one at a time
+    (decoding is a copy of two buffers since schema v3), so a flush's values are in memory once
+    as Kafka bytes and once as columns, never also as a list of batches.
+    """
+
+    def __init__(self, codec: BatchCodec, messages: Sequence[Message]) -> None:
+        self._codec = codec
+        self._messages = messages
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    @overload
+    def __getitem__(self, index: int) -> PointBatch: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> LazyBatches: ...
+
+    def __getitem__(self, index: int | slice) -> PointBatch | LazyBatches:
+        if isinstance(index, slice):
+            return LazyBatches(self._codec, self._messages[index])
+        message = self._messages[index]
+        try:
+            return self._codec.decode(message.value() or b"")
+        except DecodeError as exc:
+            # It decoded when polled; failing now means the schema registry became unreachable.
+            raise SinkError(
+                f"re-decoding {message.topic()}[{message.partition()}]@{message.offset()} "
+                f"failed: {exc.reason}"
+            ) from exc

@@ -4,7 +4,8 @@ Key: ``<REDIS_KEY_PREFIX><source_address>`` (default ``histfill:latest:SINUSOID`
 fields ``ts`` (microseconds since the epoch, UTC), ``value``, ``quality``, ``connector`` and
 ``text``. Readers take ``HGETALL``.
 
-Each flush updates every point once (its newest value in the flush), never once per value, and
+Each flush updates every point once (its newest value in the flush, found per batch when the
+batch is polled), never once per value, and
 the compare-and-set runs inside Redis as one Lua script: the hash changes only when the incoming
 timestamp is not older than the stored one. So a backfill of old data can never overwrite a
 newer live value, whatever order the two topics are consumed in; a value rewritten at the same
@@ -13,7 +14,7 @@ timestamp wins in Redis as it does in QuestDB's upsert, and replays after a cras
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,24 +61,32 @@ class Latest:
     text: str
 
 
-def newest_per_point(batches: Iterable[PointBatch]) -> list[Latest]:
-    """Reduce batches to one newest value per point (argmax per batch, then max across batches)."""
+def newest_in(batch: PointBatch) -> Latest | None:
+    """A batch's newest value (the last of equal timestamps), or None for an empty batch."""
+    if len(batch) == 0:
+        return None
+    stamps = batch.timestamps_us
+    i = len(stamps) - 1 - int(np.argmax(stamps[::-1]))  # the last occurrence of the maximum
+    return Latest(
+        batch.source_address,
+        int(stamps[i]),
+        float(batch.values[i]),
+        int(batch.quality[i]),
+        batch.connector,
+        batch.texts[i] if batch.texts is not None else "",
+    )
+
+
+def newest_per_point(items: Iterable[Latest | None]) -> list[Latest]:
+    """Reduce per-batch newest values to one per point; on equal timestamps the later wins,
+    as in QuestDB's upsert."""
     best: dict[str, Latest] = {}
-    for batch in batches:
-        if len(batch) == 0:
+    for item in items:
+        if item is None:
             continue
-        i = int(np.argmax(batch.timestamps_us))
-        ts = int(batch.timestamps_us[i])
-        held = best.get(batch.source_address)
-        if held is None or ts > held.ts_us:
-            best[batch.source_address] = Latest(
-                batch.source_address,
-                ts,
-                float(batch.values[i]),
-                int(batch.quality[i]),
-                batch.connector,
-                batch.texts[i] if batch.texts is not None else "",
-            )
+        held = best.get(item.source_address)
+        if held is None or item.ts_us >= held.ts_us:
+            best[item.source_address] = item
     return list(best.values())
 
 
@@ -92,13 +101,14 @@ class LatestValueCache:
     def key(self, source_address: str) -> str:
         return f"{self._prefix}{source_address}"
 
-    def update(self, batches: Sequence[PointBatch]) -> int:
-        """Apply the flush's newest values; returns how many points changed.
+    def update(self, items: Iterable[Latest | None]) -> int:
+        """Apply the flush's newest values (one per batch, see ``newest_in``); returns how many
+        points changed.
 
         Raises SinkError (retriable) when Redis is unreachable; the update is idempotent, so the
         caller simply retries it.
         """
-        latest = newest_per_point(batches)
+        latest = newest_per_point(items)
         changed = 0
         try:
             for start in range(0, len(latest), _KEYS_PER_CALL):

@@ -2,8 +2,9 @@
 
 The commit protocol, in one place:
 
-1. Messages are polled and decoded into a pending flush; nothing is committed yet
-   (``enable.auto.commit`` and ``enable.auto.offset.store`` are off).
+1. Messages are polled and decoded (counted, poison set aside, each batch's newest value
+   kept for Redis) into a pending flush of messages; nothing is committed yet (offsets are
+   stored by hand, and librdkafka commits nothing else).
 2. A flush writes every pending batch to QuestDB over ILP/HTTP (on a background thread, while
    the next flush fills; one flush in flight at most). If QuestDB is down the loop pauses its
    partitions and retries with backoff, keeping the data and committing nothing.
@@ -38,9 +39,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumer.decode import Poison, decode_message
+from consumer.decode import LazyBatches, Poison, decode_message
 from consumer.dlq import DeadLetterPublisher
-from consumer.latest_cache import LatestValueCache
+from consumer.latest_cache import Latest, LatestValueCache, newest_in
 from consumer.metrics import ConsumerMetrics, Heartbeat
 from consumer.questdb_sink import QuestDBSink
 from shared.batch import PointBatch
@@ -56,11 +57,16 @@ T = TypeVar("T")
 
 @dataclass
 class _Pending:
-    """What has been polled since the last commit."""
+    """What has been polled since the last commit.
+
+    Decoded batches are not kept: a batch is summed up (its value count and newest value) when
+    polled, and decoded again from its message when written (see ``LazyBatches``).
+    """
 
     messages: list[Message] = field(default_factory=list)
-    batches: list[PointBatch] = field(default_factory=list)
     batch_messages: list[Message] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    newest: list[Latest | None] = field(default_factory=list)
     poisons: list[Poison] = field(default_factory=list)
     values: int = 0
     size: int = 0
@@ -74,23 +80,24 @@ class _Pending:
         if isinstance(decoded, Poison):
             self.poisons.append(decoded)
         else:
-            self.batches.append(decoded)
             self.batch_messages.append(message)
+            self.lengths.append(len(decoded))
+            self.newest.append(newest_in(decoded))
             self.values += len(decoded)
 
     @staticmethod
     def concat(first: _Pending, second: _Pending) -> _Pending:
         """``first``'s messages followed by ``second``'s (offsets stay in order)."""
-        both = _Pending(
+        return _Pending(
             messages=first.messages + second.messages,
-            batches=first.batches + second.batches,
             batch_messages=first.batch_messages + second.batch_messages,
+            lengths=first.lengths + second.lengths,
+            newest=first.newest + second.newest,
             poisons=first.poisons + second.poisons,
             values=first.values + second.values,
             size=first.size + second.size,
             since=first.since if first.since is not None else second.since,
         )
-        return both
 
     def keep_only(self, keep: Callable[[Message], bool]) -> None:
         """Drop the messages of partitions we no longer own (their new owner re-reads them)."""
@@ -99,11 +106,14 @@ class _Pending:
             if keep(message):
                 kept.messages.append(message)
                 kept.size += len(message.value() or b"")
-        for message, batch in zip(self.batch_messages, self.batches, strict=True):
+        for message, length, newest in zip(
+            self.batch_messages, self.lengths, self.newest, strict=True
+        ):
             if keep(message):
-                kept.batches.append(batch)
                 kept.batch_messages.append(message)
-                kept.values += len(batch)
+                kept.lengths.append(length)
+                kept.newest.append(newest)
+                kept.values += length
         kept.poisons = [p for p in self.poisons if keep(p.message)]
         kept.since = self.since if kept.messages else None
         self.__dict__.update(kept.__dict__)
@@ -312,28 +322,29 @@ class IngestLoop:
 
     def _write(self, pending: _Pending, retry: bool) -> _Outcome:
         """QuestDB, then the dead letters (decode failures and refused batches), then Redis."""
+        batches = LazyBatches(self._codec, pending.batch_messages)
         rejections = self._retry(
-            "questdb", lambda: self._sink.write(pending.batches), SinkError, retry
+            "questdb", lambda: self._sink.write(batches, pending.values), SinkError, retry
         )
         poisons = pending.poisons + [
             Poison(pending.batch_messages[r.index], "QuestDBRejected", r.reason) for r in rejections
         ]
         refused = frozenset(r.index for r in rejections)
-        accepted = [b for i, b in enumerate(pending.batches) if i not in refused]
+        newest = [n for i, n in enumerate(pending.newest) if i not in refused]
         if poisons:
             self._retry("dlq", lambda: self._dead_letter(poisons), SinkError, retry)
-        self._retry("redis", lambda: self._cache.update(accepted), SinkError, retry)
+        self._retry("redis", lambda: self._cache.update(newest), SinkError, retry)
         return _Outcome(refused, len(poisons))
 
     def _complete(self, pending: _Pending, started: float, outcome: _Outcome) -> None:
         """The flush is durable in QuestDB, the DLQ and Redis: store offsets, count it."""
         self._commit(pending.messages)
-        for i, (message, batch) in enumerate(
-            zip(pending.batch_messages, pending.batches, strict=True)
+        for i, (message, length) in enumerate(
+            zip(pending.batch_messages, pending.lengths, strict=True)
         ):
             if i not in outcome.refused:
                 self._metrics.batches.labels(message.topic()).inc()
-                self._metrics.values.labels(message.topic()).inc(len(batch))
+                self._metrics.values.labels(message.topic()).inc(length)
         self._metrics.flush_seconds.observe(self._clock() - started)
         self._metrics.last_flush.set(time.time())
         log.debug(

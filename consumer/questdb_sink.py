@@ -23,7 +23,7 @@ accepted is harmless: the table's dedup keys turn it into upserts of the same ro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -86,10 +86,10 @@ class _Columns:
 
     ts: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
-    quality: npt.NDArray[np.int16]
-    addresses: npt.NDArray[np.int32]
-    connectors: npt.NDArray[np.int32]
-    requests: npt.NDArray[np.int32] | None
+    quality: npt.NDArray[np.uint8]
+    addresses: npt.NDArray[np.signedinteger[Any]]
+    connectors: npt.NDArray[np.signedinteger[Any]]
+    requests: npt.NDArray[np.signedinteger[Any]] | None
     texts: npt.NDArray[np.object_] | None
     address_names: pd.Index
     connector_names: pd.Index
@@ -124,63 +124,78 @@ class _Columns:
         return frame
 
 
-def _columns(batches: Sequence[PointBatch], time_ordered: bool) -> _Columns:
-    """Concatenate batches column by column; optionally reorder every column by timestamp.
+def _columns(batches: Iterable[PointBatch], total: int, time_ordered: bool) -> _Columns:
+    """Copy ``total`` values of batches into columns; optionally reorder them by timestamp.
 
-    The reordering gathers one column at a time, so the flush is held about once, not twice.
+    Batches are taken one at a time (a lazy sequence decodes each only when asked), and the
+    reordering gathers one column at a time, so the flush's values are held about once.
     """
-    lengths = np.fromiter((len(b) for b in batches), dtype=np.int64, count=len(batches))
+    ts = np.empty(total, np.int64)
+    values = np.empty(total, np.float64)
+    quality = np.empty(total, np.uint8)
+    texts: npt.NDArray[np.object_] | None = None
     addresses: dict[str, int] = {}
     connectors: dict[str, int] = {}
     requests: dict[str, int] = {}
-    addr_codes = np.empty(len(batches), dtype=np.int32)
-    conn_codes = np.empty(len(batches), dtype=np.int32)
-    req_codes = np.empty(len(batches), dtype=np.int32)
-    for i, b in enumerate(batches):
-        addr_codes[i] = addresses.setdefault(b.source_address, len(addresses))
-        conn_codes[i] = connectors.setdefault(b.connector, len(connectors))
-        req_codes[i] = (
+    addr_codes: list[int] = []
+    conn_codes: list[int] = []
+    req_codes: list[int] = []
+    lengths: list[int] = []
+    at = 0
+    for b in batches:
+        n = len(b)
+        if at + n > total:
+            raise ValueError(f"the batches hold more than the {total} values announced")
+        ts[at : at + n] = b.timestamps_us
+        values[at : at + n] = b.values
+        quality[at : at + n] = b.quality
+        if b.texts is not None:
+            # Text is rare (digital states, string tags): only then pay for an object column.
+            if texts is None:
+                texts = np.full(total, None, dtype=object)
+            texts[at : at + n] = [t or None for t in b.texts]
+        addr_codes.append(addresses.setdefault(b.source_address, len(addresses)))
+        conn_codes.append(connectors.setdefault(b.connector, len(connectors)))
+        req_codes.append(
             -1 if b.request_id is None else requests.setdefault(b.request_id, len(requests))
         )
+        lengths.append(n)
+        at += n
+    if at != total:
+        raise ValueError(f"the batches hold {at} values, not the {total} announced")
 
-    ts = np.concatenate([b.timestamps_us for b in batches]) if batches else np.empty(0, np.int64)
     # Batches arrive sorted within themselves: the stable sort merges runs (timsort), cheaply.
     order = np.argsort(ts, kind="stable") if time_ordered else None
 
-    def column(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        return values if order is None else values[order]
+    def column(data: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return data if order is None else data[order]
 
-    texts = None
-    if any(b.texts is not None for b in batches):
-        # Text is rare (digital states, string tags): only then pay for an object column.
-        flat: list[str | None] = []
-        for b in batches:
-            if b.texts is None:
-                flat.extend([None] * len(b))
-            else:
-                flat.extend(t or None for t in b.texts)
-        texts = column(np.array(flat, dtype=object))
+    def codes(per_batch: list[int], names: dict[str, int]) -> npt.NDArray[Any]:
+        return column(np.repeat(np.array(per_batch, dtype=_code_type(names)), lengths))
+
     return _Columns(
         ts=column(ts),
-        values=column(np.concatenate([b.values for b in batches]) if batches else np.empty(0)),
-        quality=column(
-            np.concatenate([b.quality for b in batches]).astype(np.int16)
-            if batches
-            else np.empty(0, np.int16)
-        ),
-        addresses=column(np.repeat(addr_codes, lengths)),
-        connectors=column(np.repeat(conn_codes, lengths)),
-        requests=column(np.repeat(req_codes, lengths)) if requests else None,
-        texts=texts,
+        values=column(values),
+        quality=column(quality),
+        addresses=codes(addr_codes, addresses),
+        connectors=codes(conn_codes, connectors),
+        requests=codes(req_codes, requests) if requests else None,
+        texts=None if texts is None else column(texts),
         address_names=pd.Index(list(addresses)),
         connector_names=pd.Index(list(connectors)),
         request_names=pd.Index(list(requests)),
     )
 
 
+def _code_type(categories: dict[str, int]) -> type[np.signedinteger[Any]]:
+    """The narrowest integer type for codes into ``categories`` (-1 marks a missing value)."""
+    n = len(categories)
+    return np.int8 if n <= 127 else np.int16 if n <= 32_767 else np.int32
+
+
 def batches_to_frame(batches: Sequence[PointBatch]) -> pd.DataFrame:
     """Concatenate batches into one DataFrame in point_data's layout, with no per-value work."""
-    return _columns(batches, time_ordered=False).frame()
+    return _columns(batches, sum(len(b) for b in batches), time_ordered=False).frame()
 
 
 class QuestDBSink:
@@ -228,9 +243,11 @@ class QuestDBSink:
             self._sender = None
             raise
 
-    def write(self, batches: Sequence[PointBatch]) -> list[Rejection]:
+    def write(self, batches: Sequence[PointBatch], values: int | None = None) -> list[Rejection]:
         """Write all batches; returns the ones QuestDB refused (the rest are written).
 
+        ``batches`` may be a lazy sequence (decoding each batch when indexed): each is read
+        once on the normal path, and ``values`` (their total, if known) spares a pass to count.
         The rows go out sorted by timestamp, cut into requests of at most ``request_rows``
         rows, so each request stays far below the client's and the server's body limits and
         touches a narrow time range (see the module docstring). Raises SinkError (retriable)
@@ -239,8 +256,10 @@ class QuestDBSink:
         """
         if not batches:
             return []
+        if values is None:
+            values = sum(len(b) for b in batches)
         try:
-            columns = _columns(batches, time_ordered=True)
+            columns = _columns(batches, values, time_ordered=True)
             for start in range(0, len(columns), self.request_rows):
                 self._send(columns.frame(start, start + self.request_rows))
             return []

@@ -215,7 +215,7 @@ class ConsumerSettings(CommonSettings):
         500, ge=1, description="Flush at least this often (ms) while data is buffered."
     )
     poll_batch: int = Field(
-        50,
+        10,
         ge=1,
         le=100_000,
         description="Messages taken from Kafka per consume() call (each holds up to a page "

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import io
-import struct
 import json
 import re
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -365,7 +365,7 @@ def test_parallel_arrays_of_unequal_length_are_a_decode_error(
     schema = codec.store.version(version)
     schemaless_writer(body, schema.parsed, record)
     data = b"\xc3\x01" + schema.fingerprint + body.getvalue()
-    with pytest.raises(DecodeError, match="differ in length|multiple of element size") as info:
+    with pytest.raises(DecodeError, match=r"differ in length|multiple of element size") as info:
         codec.decode(data)
     assert info.value.raw == data
 

@@ -25,16 +25,17 @@ class _Sink:
         self.fails = fails
         self.written: list[int] = []
 
-    def write(self, batches: list[PointBatch]) -> list[object]:
+    def write(self, batches: list[PointBatch], values: int | None = None) -> list[object]:
         if self.fails:
             self.fails -= 1
             raise SinkError("timed out")
+        assert values == sum(len(b) for b in batches)
         self.written.append(len(batches))
         return []
 
 
 class _Cache:
-    def update(self, _batches: list[PointBatch]) -> int:
+    def update(self, _newest: list[object]) -> int:
         return 0
 
 

@@ -7,11 +7,13 @@ import pytest
 from confluent_kafka import TopicPartition
 from questdb import QuestDBError, QuestDBErrorCode
 
-from consumer.latest_cache import newest_per_point
+from consumer.decode import LazyBatches
+from consumer.latest_cache import newest_in, newest_per_point
 from consumer.loop import IngestLoop, _Pending
 from consumer.metrics import ConsumerMetrics
 from consumer.questdb_sink import QuestDBSink, batches_to_frame
 from shared.batch import PointBatch
+from shared.codec import BatchCodec
 from shared.errors import SinkError
 from shared.settings import ConsumerSettings, load_settings
 from tests.unit.consumer.fakes import FakeMessage
@@ -56,7 +58,8 @@ def test_frame_carries_texts_and_request_ids_only_when_present() -> None:
 def test_newest_per_point_takes_the_max_timestamp_across_batches() -> None:
     """Per point, the newest value wins even when batches arrive out of order."""
     latest = newest_per_point(
-        [
+        newest_in(b)
+        for b in [
             _batch("A", [10, 30, 20], [1.0, 3.0, 2.0]),
             _batch("A", [5], [0.5]),
             _batch("B", [7], [7.0], texts=["On"]),
@@ -69,13 +72,25 @@ def test_newest_per_point_takes_the_max_timestamp_across_batches() -> None:
     assert by_address["B"].text == "On"
 
 
+def test_newest_per_point_lets_the_later_of_equal_timestamps_win() -> None:
+    """A value rewritten at the same timestamp wins, within a batch and across batches,
+    as the later row does in QuestDB's upsert."""
+    assert newest_in(_batch("A", [1, 9, 9], [1.0, 2.0, 3.0])) == newest_in(_batch("A", [9], [3.0]))
+    latest = newest_per_point(
+        [newest_in(_batch("A", [9], [1.0])), newest_in(_batch("A", [9], [2.0]))]
+    )
+    assert [item.value for item in latest] == [2.0]
+
+
 def test_pending_keeps_only_messages_of_partitions_still_owned() -> None:
     """After a revoke, only the batches of partitions we still own stay pending."""
     pending = _Pending()
     pending.add(FakeMessage("bf", 0, 1), _batch("A", [1, 2], [1.0, 2.0]), now=0.0)  # type: ignore[arg-type]
     pending.add(FakeMessage("bf", 1, 1), _batch("B", [1], [1.0]), now=0.1)  # type: ignore[arg-type]
     pending.keep_only(lambda m: m.partition() == 1)
-    assert [b.source_address for b in pending.batches] == ["B"]
+    assert [m.partition() for m in pending.batch_messages] == [1]
+    assert [n.source_address for n in pending.newest if n is not None] == ["B"]
+    assert pending.lengths == [1]
     assert pending.values == 1
     assert pending.size == 10
     pending.keep_only(lambda m: False)
@@ -244,3 +259,63 @@ def test_sink_refusing_every_batch_is_a_retriable_error_not_poison() -> None:
     with pytest.raises(SinkError, match="every batch"):
         _sink(sent, {f"P{i}" for i in range(4)}).write(batches)
     assert sent == []
+
+
+def test_frame_codes_stay_right_past_the_narrow_integer_types() -> None:
+    """Symbol codes use the narrowest integer type; 200 and 40,000 points still map back."""
+    for points in (200, 40_000):
+        batches = [_batch(f"P{i}", [i], [float(i)]) for i in range(points)]
+        frame = batches_to_frame(batches)
+        assert list(frame["source_address"].astype(str)) == [f"P{i}" for i in range(points)]
+        assert frame["source_address"].cat.codes.dtype.itemsize == (2 if points < 32_768 else 4)
+
+
+class _CountingCodec(BatchCodec):
+    """The real codec, counting decodes."""
+
+    decodes = 0
+
+    def decode(self, data: bytes) -> PointBatch:
+        self.decodes += 1
+        return super().decode(data)
+
+
+def test_lazy_batches_decode_on_read_and_the_sink_reads_each_once() -> None:
+    """The writer's view of a flush decodes a batch when read; a normal write reads each once."""
+    codec = _CountingCodec()
+    batches = [_batch(f"P{i}", [i, i + 10], [1.0, 2.0]) for i in range(5)]
+    messages = [FakeMessage("bf", 0, i, codec.encode(b)) for i, b in enumerate(batches)]
+    lazy = LazyBatches(codec, messages)  # type: ignore[arg-type]
+    assert len(lazy) == 5
+    assert codec.decodes == 0
+    assert list(lazy[1:3]) == batches[1:3]
+    assert codec.decodes == 2
+    sent: list[int] = []
+    sink = QuestDBSink(
+        "http::addr=x:9000;",
+        "t",
+        sender_factory=lambda _conf: _FakeSender(sent),  # type: ignore[arg-type,return-value]
+    )
+    assert sink.write(lazy, 10) == []
+    assert (sent, codec.decodes) == ([10], 7)
+
+
+def test_lazy_batches_turn_a_failed_re_decode_into_a_retriable_sink_error() -> None:
+    """Bytes that no longer decode (a registry gone) are retried as a sink outage, not lost."""
+    lazy = LazyBatches(BatchCodec(), [FakeMessage("bf", 3, 42, b"\x00\x00\x00\x00\x07")])  # type: ignore[list-item]
+    with pytest.raises(SinkError, match=r"bf\[3\]@42") as info:
+        lazy[0]
+    assert info.value.retriable
+
+
+def test_sink_refuses_a_count_that_does_not_match_the_batches() -> None:
+    """A wrong announced total is a bug to stop at, not rows to drop or invent."""
+    sink = QuestDBSink(
+        "http::addr=x:9000;",
+        "t",
+        sender_factory=lambda _conf: _FakeSender([]),  # type: ignore[arg-type,return-value]
+    )
+    with pytest.raises(ValueError, match="not the 3 announced"):
+        sink.write([_batch("A", [1, 2], [1.0, 2.0])], 3)
+    with pytest.raises(ValueError, match="more than the 1 values"):
+        sink.write([_batch("A", [1, 2], [1.0, 2.0])], 1)
