@@ -39,6 +39,7 @@ def run(settings: ConsumerSettings) -> None:
             settings.qdb_client_conf.get_secret_value(),
             settings.qdb_table,
             request_rows=settings.qdb_request_rows,
+            request_bytes=settings.qdb_request_bytes,
         )
         stack.callback(sink.close)
         dlq_producer = Producer(producer_config(settings, **{"linger.ms": 5}))

@@ -206,9 +206,12 @@ class QuestDBSink:
         conf: str,
         table: str,
         sender_factory: Callable[[str], Sender] = Sender.from_conf,
-        request_rows: int = 250_000,
+        request_rows: int = 125_000,
+        request_bytes: int = 12 * 2**20,
     ) -> None:
         self.request_rows = request_rows
+        self.request_bytes = request_bytes
+        self._bytes_per_row = 0.0  # ILP bytes per row of the last request: sizes the next
         # auto_flush off: we decide when a flush happens, so we know which offsets it covers.
         # (any auto_flush_* setting of the user's is overridden: flushes must be ours to place)
         params = ";".join(
@@ -235,6 +238,8 @@ class QuestDBSink:
                 symbols=[c for c in ("source_address", "connector", "request_id") if c in frame],
                 at="ts",
             )
+            if len(frame):
+                self._bytes_per_row = len(sender) / len(frame)
             sender.flush()
         except QuestDBError:
             # Drop whatever was serialised; a retry rebuilds it from the batches.
@@ -243,16 +248,24 @@ class QuestDBSink:
             self._sender = None
             raise
 
+    def _rows_per_request(self) -> int:
+        """``request_rows``, fewer if the last request's row size says they exceed
+        ``request_bytes`` (long point names and request ids make long ILP rows)."""
+        if self._bytes_per_row <= 0:
+            return self.request_rows
+        return max(1, min(self.request_rows, int(self.request_bytes / self._bytes_per_row)))
+
     def write(self, batches: Sequence[PointBatch], values: int | None = None) -> list[Rejection]:
         """Write all batches; returns the ones QuestDB refused (the rest are written).
 
         ``batches`` may be a lazy sequence (decoding each batch when indexed): each is read
         once on the normal path, and ``values`` (their total, if known) spares a pass to count.
         The rows go out sorted by timestamp, cut into requests of at most ``request_rows``
-        rows, so each request stays far below the client's and the server's body limits and
-        touches a narrow time range (see the module docstring). Raises SinkError (retriable)
-        when QuestDB is unreachable or failing: then nothing can be assumed written, and the
-        caller must neither commit offsets nor drop the batches.
+        rows and, once the row size is known, about ``request_bytes`` of ILP, so each request
+        stays far below the client's and the server's body limits, its buffer bounds the
+        sink's memory, and it touches a narrow time range (see the module docstring).
+        Raises SinkError (retriable) when QuestDB is unreachable or failing: then nothing can
+        be assumed written, and the caller must neither commit offsets nor drop the batches.
         """
         if not batches:
             return []
@@ -260,8 +273,11 @@ class QuestDBSink:
             values = sum(len(b) for b in batches)
         try:
             columns = _columns(batches, values, time_ordered=True)
-            for start in range(0, len(columns), self.request_rows):
-                self._send(columns.frame(start, start + self.request_rows))
+            start = 0
+            while start < len(columns):
+                stop = start + self._rows_per_request()
+                self._send(columns.frame(start, stop))
+                start = stop
             return []
         except QuestDBError as exc:
             if not _is_data_error(exc):
@@ -271,7 +287,7 @@ class QuestDBSink:
         rejections: list[Rejection] = []
         start, rows = 0, 0
         for i, batch in enumerate(batches):
-            if rows and rows + len(batch) > self.request_rows:
+            if rows and rows + len(batch) > self._rows_per_request():
                 rejections += self._write_group(batches[start:i], offset=start)
                 start, rows = i, 0
             rows += len(batch)

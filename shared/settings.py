@@ -206,6 +206,12 @@ class ConsumerSettings(CommonSettings):
         description="Most rows per ILP/HTTP request (one QuestDB transaction); a flush is "
         "written sorted by time in requests of this size.",
     )
+    qdb_request_bytes: int = Field(
+        12 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Approximate ILP bytes per request: fewer rows than QDB_REQUEST_ROWS go "
+        "in one when rows are long (long point names or request ids). Bounds the buffer.",
+    )
     flush_bytes: int = Field(
         64 * 1024 * 1024,
         ge=1024,

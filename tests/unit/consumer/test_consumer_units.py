@@ -113,6 +113,10 @@ class _FakeSender:
         if self.frames is not None:
             self.frames.append(frame.copy())
 
+    def __len__(self) -> int:
+        """ILP bytes buffered: 100 per row of the last frame."""
+        return 100 * self.sent[-1] if self.sent else 0
+
     def flush(self) -> None:
         """Every request succeeds."""
 
@@ -319,3 +323,21 @@ def test_sink_refuses_a_count_that_does_not_match_the_batches() -> None:
         sink.write([_batch("A", [1, 2], [1.0, 2.0])], 3)
     with pytest.raises(ValueError, match="more than the 1 values"):
         sink.write([_batch("A", [1, 2], [1.0, 2.0])], 1)
+
+
+def test_sink_sizes_requests_by_ilp_bytes_once_it_knows_the_row_size() -> None:
+    """Long rows make shorter requests: after the first, at most request_bytes of ILP each."""
+    sent: list[int] = []
+    sink = QuestDBSink(
+        "http::addr=x:9000;",
+        "t",
+        sender_factory=lambda _conf: _FakeSender(sent),  # type: ignore[arg-type,return-value]
+        request_rows=20,
+        request_bytes=1000,  # 10 rows of the fake's 100 bytes
+    )
+    batches = [_batch(f"P{i}", list(range(9)), [0.0] * 9) for i in range(5)]
+    assert sink.write(batches) == []
+    assert sent == [20, 10, 10, 5]
+    sent.clear()
+    assert sink.write(batches[:2]) == []
+    assert sent == [10, 8]  # the next flush starts from what the last one learned
