@@ -71,6 +71,8 @@ class _Pending:
     values: int = 0
     size: int = 0
     since: float | None = None
+    dead_lettered: set[tuple[str, int, int]] = field(default_factory=set)
+    """Messages already acknowledged by the DLQ: a retried write does not send them again."""
 
     def add(self, message: Message, decoded: PointBatch | Poison, now: float) -> None:
         self.messages.append(message)
@@ -97,6 +99,7 @@ class _Pending:
             values=first.values + second.values,
             size=first.size + second.size,
             since=first.since if first.since is not None else second.since,
+            dead_lettered=first.dead_lettered | second.dead_lettered,
         )
 
     def keep_only(self, keep: Callable[[Message], bool]) -> None:
@@ -116,6 +119,7 @@ class _Pending:
                 kept.values += length
         kept.poisons = [p for p in self.poisons if keep(p.message)]
         kept.since = self.since if kept.messages else None
+        kept.dead_lettered = self.dead_lettered
         self.__dict__.update(kept.__dict__)
 
 
@@ -331,8 +335,12 @@ class IngestLoop:
         ]
         refused = frozenset(r.index for r in rejections)
         newest = [n for i, n in enumerate(pending.newest) if i not in refused]
-        if poisons:
-            self._retry("dlq", lambda: self._dead_letter(poisons), SinkError, retry)
+        # A retry of this write (Redis was down, say) must not dead-letter the same messages
+        # twice: the DLQ has no dedup keys. QuestDB's rows, by contrast, are simply upserted.
+        fresh = [p for p in poisons if _key(p.message) not in pending.dead_lettered]
+        if fresh:
+            self._retry("dlq", lambda: self._dead_letter(fresh), SinkError, retry)
+            pending.dead_lettered.update(_key(p.message) for p in fresh)
         self._retry("redis", lambda: self._cache.update(newest), SinkError, retry)
         return _Outcome(refused, len(poisons))
 
@@ -505,6 +513,10 @@ class IngestLoop:
             self._writer.shutdown(wait=True)
             self._consumer.close()
             log.info("consumer_closed")
+
+
+def _key(message: Message) -> tuple[str, int, int]:
+    return (message.topic() or "", message.partition() or 0, message.offset() or 0)
 
 
 def _names(partitions: Sequence[TopicPartition]) -> list[str]:

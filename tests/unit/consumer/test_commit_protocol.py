@@ -8,7 +8,7 @@ from confluent_kafka import TopicPartition
 from consumer.loop import IngestLoop, _Stopped
 from consumer.metrics import ConsumerMetrics
 from shared.batch import PointBatch
-from shared.errors import SinkError
+from shared.errors import DecodeError, SinkError
 from shared.settings import ConsumerSettings, load_settings
 from tests.unit.consumer.fakes import FakeMessage
 
@@ -105,3 +105,62 @@ def test_stop_during_a_retry_then_shutdown_writes_in_order() -> None:
     loop._shutdown()
     assert sink.written == [10, 10]
     assert consumer.stored == [10, 20]
+
+
+class _PoisonAwareCodec(_Codec):
+    def decode(self, raw: bytes) -> PointBatch:
+        if raw == b"bad":
+            raise DecodeError("not a batch", raw)
+        return super().decode(raw)
+
+
+class _Dlq:
+    def __init__(self) -> None:
+        self.published: list[int] = []
+
+    def publish(self, message: FakeMessage, _error_type: str, _reason: str) -> None:
+        self.published.append(message.offset())
+
+    def flush(self) -> None:
+        """Every dead letter is acknowledged."""
+
+
+class _FlakyCache:
+    """Redis down for the first ``fails`` updates."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails = fails
+
+    def update(self, _newest: list[object]) -> int:
+        if self.fails:
+            self.fails -= 1
+            raise SinkError("redis down")
+        return 0
+
+
+def test_a_write_retried_after_redis_failed_does_not_dead_letter_twice() -> None:
+    """QuestDB and the DLQ succeed, Redis fails: the retry upserts again but sends no second
+    dead letter, then stores the offsets."""
+    settings = load_settings(ConsumerSettings, {"TOPIC_REALTIME": "rt", "TOPIC_BACKFILL": "bf"})
+    consumer, sink, dlq = _Consumer(), _Sink(0), _Dlq()
+    loop = IngestLoop(
+        consumer,  # type: ignore[arg-type]
+        _PoisonAwareCodec(),  # type: ignore[arg-type]
+        sink,  # type: ignore[arg-type]
+        _FlakyCache(1),  # type: ignore[arg-type]
+        dlq,  # type: ignore[arg-type]
+        settings,
+        ConsumerMetrics(),
+    )
+    loop.on_assign(consumer, [TopicPartition("bf", 0)])  # type: ignore[arg-type]
+    for offset in range(5):
+        payload = b"bad" if offset == 3 else b"ok"
+        loop._accept(FakeMessage("bf", 0, offset, payload))  # type: ignore[arg-type]
+    loop._flush()
+    assert loop._inflight is not None
+    assert isinstance(loop._inflight[2].exception(), SinkError)  # Redis failed in the writer
+    assert dlq.published == [3]
+    loop._finish_inflight()
+    assert dlq.published == [3]
+    assert sink.written == [4, 4]
+    assert consumer.stored == [5]
