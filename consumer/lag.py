@@ -7,13 +7,17 @@ from until the group commits there.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
+import structlog
 from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import ListOffsetsResultInfo, OffsetSpec
 
 from shared.errors import HistfillError
+
+log = structlog.get_logger(__name__)
 
 
 class LagError(HistfillError):
@@ -87,3 +91,55 @@ def totals(rows: list[PartitionLag]) -> dict[str, int]:
     for row in rows:
         out[row.topic] = out.get(row.topic, 0) + (row.lag or 0)
     return out
+
+
+class GroupLagWatcher:
+    """The whole group's lag on one topic, refreshed in the background every ``interval`` s.
+
+    A consumer knows the lag of its own partitions from its position. To put real-time first
+    across several consumer processes it also needs the partitions other members own: they
+    write to the same QuestDB, so one member's backfill can delay another member's live
+    values. This asks the broker (committed offsets and log ends, as ``histfill lag`` does) on
+    its own thread, so the poll loop never waits for it.
+    """
+
+    def __init__(self, admin: AdminClient, group: str, topic: str, interval: float = 5.0) -> None:
+        self._admin = admin
+        self._group = group
+        self._topic = topic
+        self._interval = interval
+        self._lags: dict[int, int] = {}
+        self._failing = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="group-lag", daemon=True)
+
+    def start(self) -> GroupLagWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._interval + 15)
+
+    def lags(self) -> dict[int, int]:
+        """Partition -> lag from the last successful refresh (partitions never committed: 0)."""
+        return dict(self._lags)
+
+    def refresh(self) -> None:
+        """Ask the broker now; on failure keep the last figures and log once per outage."""
+        try:
+            rows = group_lag(self._admin, self._group, [self._topic], timeout=self._interval)
+        except LagError as exc:
+            if not self._failing:
+                log.warning("group_lag_unavailable", topic=self._topic, error=str(exc)[:300])
+            self._failing = True
+            return
+        if self._failing:
+            log.info("group_lag_available", topic=self._topic)
+        self._failing = False
+        self._lags = {row.partition: row.lag or 0 for row in rows}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.refresh()
+            self._stop.wait(self._interval)

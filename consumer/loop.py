@@ -150,6 +150,7 @@ class IngestLoop:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        group_lag: Callable[[], dict[int, int]] | None = None,
     ) -> None:
         self._consumer = consumer
         self._codec = codec
@@ -160,6 +161,8 @@ class IngestLoop:
         self._metrics = metrics
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not security
+        # the real-time partitions' lag across the group (see GroupLagWatcher), if watched
+        self._group_lag = group_lag
         self._pending = _Pending()
         self._stop = threading.Event()
         self._flushing = False
@@ -468,6 +471,14 @@ class IngestLoop:
                 self._metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
                 if tp.topic == s.topic_realtime:
                     realtime_lag += lag
+        if self._group_lag is not None:
+            # partitions other members own: their live values wait on the same QuestDB
+            realtime_lag += sum(
+                lag
+                for partition, lag in self._group_lag().items()
+                if (s.topic_realtime, partition) not in self._assigned
+            )
+        self._metrics.realtime_lag.set(realtime_lag)
         threshold = s.realtime_lag_pause_threshold
         if threshold:
             if realtime_lag > threshold:

@@ -10,8 +10,10 @@ from types import FrameType
 import redis
 import structlog
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
 
 from consumer.dlq import DeadLetterPublisher
+from consumer.lag import GroupLagWatcher
 from consumer.latest_cache import LatestValueCache
 from consumer.loop import IngestLoop
 from consumer.metrics import ConsumerMetrics, HealthServer
@@ -19,7 +21,7 @@ from consumer.questdb_sink import QuestDBSink
 from shared.bootstrap import ensure_infrastructure
 from shared.codec import BatchCodec
 from shared.errors import ConfigError, HistfillError
-from shared.kafka import consumer_config, producer_config
+from shared.kafka import base_config, consumer_config, producer_config
 from shared.logging import configure_logging
 from shared.malloc import tune_malloc
 from shared.settings import ConsumerSettings, load_settings
@@ -45,6 +47,15 @@ def run(settings: ConsumerSettings) -> None:
         dlq_producer = Producer(producer_config(settings, **{"linger.ms": 5}))
         stack.callback(dlq_producer.flush, 10)
         consumer = Consumer(consumer_config(settings, settings.consumer_group_id))
+        group_lag = None
+        if settings.realtime_lag_pause_threshold:
+            watcher = GroupLagWatcher(
+                AdminClient(base_config(settings)),
+                settings.consumer_group_id,
+                settings.topic_realtime,
+            ).start()
+            stack.callback(watcher.stop)
+            group_lag = watcher.lags
         loop = IngestLoop(
             consumer,
             codec,
@@ -53,6 +64,7 @@ def run(settings: ConsumerSettings) -> None:
             DeadLetterPublisher(dlq_producer, settings.topic_dlq),
             settings,
             metrics,
+            group_lag=group_lag,
         )
         if settings.metrics_port:
             health = HealthServer(

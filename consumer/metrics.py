@@ -48,6 +48,12 @@ class ConsumerMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.realtime_lag = Gauge(
+            "histfill_realtime_lag",
+            "Real-time messages not yet ingested across the consumer group (own partitions "
+            "from positions, the others from the group's commits): what pauses backfill.",
+            registry=r,
+        )
         self.backfill_paused = Gauge(
             "histfill_backfill_paused", "1 while backfill partitions are paused.", registry=r
         )

@@ -230,8 +230,8 @@ class ConsumerSettings(CommonSettings):
     realtime_lag_pause_threshold: int = Field(
         1_000,
         ge=0,
-        description="Pause the backfill partitions while real-time lag (messages) exceeds "
-        "this; resume below half of it. 0: never pause.",
+        description="Pause the backfill partitions while the group's real-time lag "
+        "(messages) exceeds this; resume below half of it. 0: never pause.",
     )
     backfill_max_values_per_second: float = Field(
         0.0, ge=0, description="Cap on backfill values ingested per second (0: no cap)."

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from consumer.lag import group_lag, totals
+from consumer.lag import GroupLagWatcher, group_lag, totals
 from histfill.stack import StackPaths
 from shared.qdb import QuestDBSQL
 from shared.settings import ConsumerSettings
@@ -119,3 +119,32 @@ def test_lag_agrees_with_kafkas_consumer_groups_tool(
         assert ("-" if row.lag is None else str(row.lag)) == lag
         compared += 1
     assert compared == infra.topic_backfill_partitions + infra.topic_realtime_partitions
+
+
+def test_group_lag_watcher_sees_the_groups_realtime_backlog(
+    infra: ConsumerSettings,
+    producer: BatchProducer,
+    start_consumer: Callable[..., ConsumerProcess],
+    qdb: QuestDBSQL,
+    admin: AdminClient,
+) -> None:
+    """What pauses backfill across members: the group's committed real-time offsets against
+    the log ends, read from the broker, per partition."""
+    for address in POINTS:
+        producer.send(infra.topic_realtime, make_batch(address, BASE_US, 5))
+    producer.flush()
+    consumer = start_consumer()
+    wait_for_count(qdb, infra.qdb_table, producer.values)
+    assert consumer.terminate() == 0
+    watcher = GroupLagWatcher(admin, infra.consumer_group_id, infra.topic_realtime, interval=2)
+    watcher.refresh()
+    assert sum(watcher.lags().values()) == 0
+    assert set(watcher.lags()) == set(range(infra.topic_realtime_partitions))
+    for address in POINTS[:10]:  # ten messages nobody consumes
+        producer.send(infra.topic_realtime, make_batch(address, BASE_US + MINUTE_US * 10, 5))
+    producer.flush()
+    watcher.start()
+    wait_for(lambda: sum(watcher.lags().values()) == 10, timeout=20)
+    watcher.stop()
+    expected = totals(group_lag(admin, infra.consumer_group_id, [infra.topic_realtime]))
+    assert expected == {infra.topic_realtime: 10}

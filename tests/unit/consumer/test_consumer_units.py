@@ -170,7 +170,12 @@ class _FakeConsumer:
         self.paused -= {(tp.topic, tp.partition) for tp in partitions}
 
 
-def _loop(fake: _FakeConsumer, now: list[float], **env: str) -> IngestLoop:
+def _loop(
+    fake: _FakeConsumer,
+    now: list[float],
+    group_lag: dict[int, int] | None = None,
+    **env: str,
+) -> IngestLoop:
     settings = load_settings(
         ConsumerSettings, {"TOPIC_REALTIME": "rt", "TOPIC_BACKFILL": "bf", **env}
     )
@@ -183,6 +188,7 @@ def _loop(fake: _FakeConsumer, now: list[float], **env: str) -> IngestLoop:
         settings,
         ConsumerMetrics(),
         clock=lambda: now[0],
+        group_lag=None if group_lag is None else (lambda: group_lag),
     )
     loop.on_assign(
         fake, [TopicPartition("rt", 0), TopicPartition("bf", 0), TopicPartition("bf", 1)]
@@ -341,3 +347,23 @@ def test_sink_sizes_requests_by_ilp_bytes_once_it_knows_the_row_size() -> None:
     sent.clear()
     assert sink.write(batches[:2]) == []
     assert sent == [10, 8]  # the next flush starts from what the last one learned
+
+
+def test_backfill_pauses_for_realtime_lag_on_partitions_another_member_owns() -> None:
+    """Real-time lag on a partition another consumer owns pauses our backfill too (the same
+    QuestDB serves both); for our own partitions the fresher position-based lag counts."""
+    fake = _FakeConsumer({})  # rt[0] is ours and has no lag
+    now = [10.0]
+    group = {0: 99_999, 1: 0}  # the group's commit on rt[0] is stale: ignored, it is ours
+    loop = _loop(fake, now, group, REALTIME_LAG_PAUSE_THRESHOLD="1000")
+    loop._steer()
+    assert fake.paused == set()
+    group[1] = 5000  # rt[1], owned by another member, falls behind
+    now[0] += 1.5
+    loop._steer()
+    assert fake.paused == {("bf", 0), ("bf", 1)}
+    assert loop._metrics.realtime_lag._value.get() == 5000
+    group[1] = 100
+    now[0] += 1.5
+    loop._steer()
+    assert fake.paused == set()
