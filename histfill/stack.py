@@ -415,13 +415,30 @@ SERVICES: tuple[Service, ...] = (
 _CHILDREN: list[subprocess.Popen[bytes]] = []
 
 
+def _write_pid(paths: StackPaths, name: str, pid: int) -> None:
+    """Record a started service: its pid and the process's start time, which tells it apart
+    from an unrelated process that got the same pid after a reboot or a crash."""
+    started = psutil.Process(pid).create_time()
+    paths.pid_file(name).write_text(f"{pid} {started:.3f}\n")
+
+
 def _read_pid(paths: StackPaths, name: str) -> int | None:
+    """The pid of a service we started and that still runs; a stale pid file is removed."""
     pid_file = paths.pid_file(name)
     try:
-        pid = int(pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        fields = pid_file.read_text().split()
+        pid = int(fields[0])
+        started = float(fields[1]) if len(fields) > 1 else None
+    except (FileNotFoundError, ValueError, IndexError):
         return None
-    if not psutil.pid_exists(pid):
+    try:
+        alive = psutil.Process(pid)
+        same = started is None or abs(alive.create_time() - started) < 0.01
+    except psutil.Error:
+        same = False
+    if not same:
+        # the process is gone; the pid, if alive, now belongs to something else: never signal it
+        log.info("stack_pid_file_stale", service=name, pid=pid)
         pid_file.unlink(missing_ok=True)
         return None
     return pid
@@ -474,7 +491,7 @@ def start_service(service: Service, paths: StackPaths, timeout: float = 120) -> 
             cwd=paths.root,
             env={**os.environ, **service.env},
         )
-    paths.pid_file(service.name).write_text(str(process.pid))
+    _write_pid(paths, service.name, process.pid)
     _CHILDREN.append(process)  # outlives this call; `down` stops it by pid (also across runs)
     started = time.monotonic()
     if not wait_until(service.ready, timeout, alive=lambda: process.poll() is None):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+from pathlib import Path
+
+import psutil
 import pytest
 
 from histfill import stack
@@ -46,3 +51,24 @@ def test_kafka_heap_and_questdb_heap_are_bounded() -> None:
     kafka = stack._kafka_command(paths)
     assert "-Xmx512m" in kafka
     assert "kafka.Kafka" in kafka
+
+
+def test_stop_never_signals_a_process_that_reused_a_stale_pid(tmp_path: Path) -> None:
+    """A pid file whose process is gone and whose pid now names another process (here: a
+    `sleep` started later) is removed; that process is left alone. The right one is stopped."""
+    paths = stack.StackPaths(root=tmp_path)
+    paths.run.mkdir(parents=True)
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        started = psutil.Process(other.pid).create_time()
+        paths.pid_file("kafka").write_text(f"{other.pid} {started - 3600:.3f}\n")
+        assert stack.stop_service("kafka", paths) is False
+        assert other.poll() is None
+        assert not paths.pid_file("kafka").exists()
+        stack._write_pid(paths, "kafka", other.pid)
+        assert stack.stop_service("kafka", paths, timeout=10) is True
+        assert other.wait(10) == -signal.SIGTERM
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
