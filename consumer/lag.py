@@ -114,15 +114,23 @@ class GroupLagWatcher:
         self._thread = threading.Thread(target=self._run, name="group-lag", daemon=True)
 
     def start(self) -> GroupLagWatcher:
-        self._thread.start()
+        if not self._thread.is_alive() and not self._stop.is_set():
+            self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self._interval + 15)
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._interval + 15)
 
     def lags(self) -> dict[int, int]:
-        """Partition -> lag from the last successful refresh (partitions never committed: 0)."""
+        """Partition -> lag from the last successful refresh (partitions never committed: 0).
+
+        The first call starts the background refresh. Call it once the consumer has joined
+        its group: on a new broker, asking for a group's offsets while the consumer is still
+        looking for its coordinator kept the consumer from joining for minutes (Kafka 4.1).
+        """
+        self.start()
         return dict(self._lags)
 
     def refresh(self) -> None:

@@ -471,7 +471,7 @@ class IngestLoop:
                 self._metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
                 if tp.topic == s.topic_realtime:
                     realtime_lag += lag
-        if self._group_lag is not None:
+        if self._group_lag is not None and assigned:  # joined: see GroupLagWatcher.lags
             # partitions other members own: their live values wait on the same QuestDB
             realtime_lag += sum(
                 lag

@@ -53,7 +53,7 @@ def run(settings: ConsumerSettings) -> None:
                 AdminClient(base_config(settings)),
                 settings.consumer_group_id,
                 settings.topic_realtime,
-            ).start()
+            )
             stack.callback(watcher.stop)
             group_lag = watcher.lags
         loop = IngestLoop(
