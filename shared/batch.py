@@ -1,8 +1,8 @@
 """The in-memory form of one point's slice of history: columnar, as it travels on the wire.
 
 A batch holds parallel numpy arrays rather than one object per value, because everything
-downstream (Avro arrays, QuestDB's dataframe path, Redis "latest" lookups) is columnar and a
-per-value object would cost a Python allocation per value on the hot path.
+downstream (the packed Avro columns, QuestDB's dataframe path, Redis "latest" lookups) is
+columnar and a per-value object would cost a Python allocation per value on the hot path.
 
 Timestamps are integer microseconds since the Unix epoch, UTC: that is the Avro wire unit
 (``timestamp-micros``). Converting to datetimes happens only at the edges that need them.

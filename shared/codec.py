@@ -1,8 +1,10 @@
 """The Avro wire format of a :class:`~shared.batch.PointBatch`, and its codec.
 
 The ``schemas/*.avsc`` files are the single source of truth: this module adds no field of its own.
-A message carries one point's slice as parallel Avro arrays, so fastavro decodes a whole slice in
-one call and numpy takes the lists over without per-value Python work.
+A message carries one point's slice as parallel columns. Since schema v3 the timestamps and
+values are little-endian int64/float64 buffers in Avro ``bytes`` fields: encoding and decoding
+are a copy each (numpy views them), about 30 times faster than the Avro arrays of v1/v2, which
+are still read (fastavro builds a Python list per array, numpy takes it over in one C loop).
 
 Two framings, told apart by the first byte so a consumer reads both during a migration:
 
