@@ -20,7 +20,7 @@ import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -34,8 +34,8 @@ from producer.sources.errors import (
     ProtocolError,
     SourceRequestError,
 )
-from producer.sources.http import JsonHttp, Params, ssl_context
-from producer.sources.ratelimit import SHARED_HOST_LIMITS, HostRateLimits
+from producer.sources.http import HttpSource, Params
+from producer.sources.ratelimit import HostRateLimits
 from producer.sources.retry import RetryPolicy, Sleep
 from producer.sources.timestamps import format_time, parse_times
 from shared.batch import Quality
@@ -123,7 +123,7 @@ def parse_samples(samples: Any) -> dict[str, Columns]:
     return out
 
 
-class AceIotSource:
+class AceIotSource(HttpSource):
     """Reads ACE IoT timeseries (a :class:`~producer.sources.base.Source`)."""
 
     connector = "AceIot"
@@ -138,31 +138,17 @@ class AceIotSource:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
+        super().__init__(
+            config,
+            headers={"Authorization": f"Bearer {config.api_key.get_secret_value()}"},
+            transport=transport,
+            http_client=http_client,
+            rate_limits=rate_limits,
+            sleep=sleep,
+            rng=rng,
+        )
         self.config = config
-        self._owns_client = http_client is None
-        if http_client is None:
-            http_client = httpx.AsyncClient(
-                base_url=config.base_url.rstrip("/") + "/",
-                headers={"Authorization": f"Bearer {config.api_key.get_secret_value()}"},
-                verify=ssl_context(config.verify_tls, config.ca_bundle),
-                timeout=httpx.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s)),
-                transport=transport,
-            )
-        host = httpx.URL(config.base_url).netloc.decode()
-        limiter = (rate_limits or SHARED_HOST_LIMITS).for_host(host, config.max_requests_per_second)
-        self.http = JsonHttp(http_client, limiter, config.retry, sleep=sleep, rng=rng)
         self._known: set[str] = set()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this source created it."""
-        if self._owns_client:
-            await self.http.client.aclose()
 
     async def _check(self, name: str, window: TimeWindow) -> SourceRequestError | None:
         """``None`` if ACE knows the point, else why not (``AuthError`` is raised)."""
@@ -190,7 +176,7 @@ class AceIotSource:
 
     async def read(self, points: Sequence[str], window: TimeWindow) -> AsyncIterator[SourceItem]:
         """Stream ``points`` over ``window``, 100 points a call, every page to the end."""
-        unique = list(dict.fromkeys(points))
+        unique = list(dict.fromkeys(points))  # in order, once each
         size = self.config.points_per_request
         for first in range(0, len(unique), size):
             group: list[str] = []

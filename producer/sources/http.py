@@ -13,8 +13,8 @@ import asyncio
 import json
 import random
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, Self, TypeVar
 
 import httpx
 
@@ -29,7 +29,7 @@ from producer.sources.errors import (
     SourceRequestError,
     TransportFailure,
 )
-from producer.sources.ratelimit import RateLimiter
+from producer.sources.ratelimit import SHARED_HOST_LIMITS, HostRateLimits, RateLimiter
 from producer.sources.retry import RetryPolicy, Sleep, parse_retry_after, retrying
 
 Params = Sequence[tuple[str, str | int]]
@@ -171,3 +171,62 @@ class JsonHttp:
             retry_after = None
             cls = PointNotFound if status == 404 else ServerError if status >= 500 else BadRequest
         return cls(reason, points=points, window=window, status=status, retry_after=retry_after)
+
+
+class HttpSourceConfig(Protocol):
+    """The connection settings every HTTP historian source has."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def verify_tls(self) -> bool: ...
+    @property
+    def ca_bundle(self) -> str | None: ...
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def max_requests_per_second(self) -> float | None: ...
+    @property
+    def retry(self) -> RetryPolicy: ...
+
+
+class HttpSource:
+    """What the HTTP sources share: a client (their own unless one is given), the host's shared
+    request budget, :class:`JsonHttp` on top, and closing what they opened."""
+
+    def __init__(
+        self,
+        config: HttpSourceConfig,
+        *,
+        auth: httpx.Auth | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        rate_limits: HostRateLimits | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._owns_client = http_client is None
+        if http_client is None:
+            http_client = httpx.AsyncClient(
+                base_url=config.base_url.rstrip("/") + "/",
+                auth=auth,
+                headers=headers,
+                verify=ssl_context(config.verify_tls, config.ca_bundle),
+                timeout=httpx.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s)),
+                transport=transport,
+            )
+        host = httpx.URL(config.base_url).netloc.decode()
+        limiter = (rate_limits or SHARED_HOST_LIMITS).for_host(host, config.max_requests_per_second)
+        self.http = JsonHttp(http_client, limiter, config.retry, sleep=sleep, rng=rng)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this source created it."""
+        if self._owns_client:
+            await self.http.client.aclose()

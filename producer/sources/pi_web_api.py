@@ -22,7 +22,7 @@ import importlib
 import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import structlog
@@ -39,7 +39,7 @@ from producer.sources.errors import (
     ServerError,
     SourceRequestError,
 )
-from producer.sources.http import JsonHttp, Params, ssl_context
+from producer.sources.http import HttpSource, Params
 from producer.sources.pi_parse import (
     MULTIPLE_POINT_FIELDS,
     POINT_FIELDS,
@@ -49,7 +49,7 @@ from producer.sources.pi_parse import (
     stream_error,
     web_exception,
 )
-from producer.sources.ratelimit import SHARED_HOST_LIMITS, HostRateLimits
+from producer.sources.ratelimit import HostRateLimits
 from producer.sources.retry import RetryPolicy, Sleep
 from producer.sources.timestamps import format_time
 from shared.errors import ConfigError
@@ -118,7 +118,7 @@ def _unique(points: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(points))
 
 
-class PIWebApiSource:
+class PIWebApiSource(HttpSource):
     """Reads recorded values from a PI Web API (a :class:`~producer.sources.base.Source`)."""
 
     connector = "PIWebApi"
@@ -133,35 +133,21 @@ class PIWebApiSource:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
+        auth, headers = _auth(config) if http_client is None else (None, {})
+        super().__init__(
+            config,
+            auth=auth,
+            headers=headers,
+            transport=transport,
+            http_client=http_client,
+            rate_limits=rate_limits,
+            sleep=sleep,
+            rng=rng,
+        )
         self.config = config
-        self._owns_client = http_client is None
-        if http_client is None:
-            auth, headers = _auth(config)
-            http_client = httpx.AsyncClient(
-                base_url=config.base_url.rstrip("/") + "/",
-                auth=auth,
-                headers=headers,
-                verify=ssl_context(config.verify_tls, config.ca_bundle),
-                timeout=httpx.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s)),
-                transport=transport,
-            )
         if not config.verify_tls:
             log.warning("pi_tls_verification_disabled", base_url=config.base_url)
-        host = httpx.URL(config.base_url).netloc.decode()
-        limiter = (rate_limits or SHARED_HOST_LIMITS).for_host(host, config.max_requests_per_second)
-        self.http = JsonHttp(http_client, limiter, config.retry, sleep=sleep, rng=rng)
         self._points: dict[str, PIPoint] = {}
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this source created it."""
-        if self._owns_client:
-            await self.http.client.aclose()
 
     def path_of(self, address: str) -> str:
         """The ``\\\\server\\tag`` path of a point address."""
