@@ -72,6 +72,26 @@ def slices(batch: PointBatch, limit: int = MAX_VALUES_PER_MESSAGE) -> list[Point
     ]
 
 
+def _produce(
+    producer: Producer,
+    topic: str,
+    key: bytes,
+    value: bytes | None,
+    on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
+) -> None:
+    """Produce one message, waiting while librdkafka's queue is at its cap."""
+    while True:
+        try:
+            producer.produce(topic, value, key, on_delivery=on_delivery)
+            break
+        except BufferError:
+            # the queue is at its cap (memory or batches in flight): drain delivery reports
+            producer.poll(0.05)
+        except KafkaException as exc:
+            raise _translate(exc, f"produce to {topic}") from exc
+    producer.poll(0)
+
+
 def _translate(exc: KafkaException, what: str) -> PublishError:
     error = exc.args[0] if exc.args else None
     if isinstance(error, KafkaError):
@@ -146,16 +166,7 @@ class BackfillPublisher:
         self._produce(self.settings.topic_state, key.encode(), value)
 
     def _produce(self, topic: str, key: bytes, value: bytes | None) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value, key)
-                break
-            except BufferError:
-                # the queue is at its cap (memory or batches in flight): drain delivery reports
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                raise _translate(exc, f"produce to {topic}") from exc
-        self._producer.poll(0)
+        _produce(self._producer, topic, key, value)
 
     def commit(self, attempts: int = 3) -> None:
         """Commit the chunk: its data and checkpoint become visible to read_committed readers.
@@ -262,15 +273,7 @@ class PlainPublisher:
         self.flush()
 
     def _produce(self, topic: str, key: bytes, value: bytes | None) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                raise _translate(exc, f"produce to {topic}") from exc
-        self._producer.poll(0)
+        _produce(self._producer, topic, key, value, self._on_delivery)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait for every message to be acknowledged; raise if some were not."""
