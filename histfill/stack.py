@@ -324,8 +324,9 @@ def _prepare_kafka(paths: StackPaths) -> None:
             f"-Dlog4j2.configurationFile={paths.conf / 'kafka-log4j2.properties'}",
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            # one argv item: an id starting with "-" (1 in 64 base64url ids) must not read as
+            # an option; a CI run failed on exactly that
+            f"--cluster-id={cluster_id}",
             "-c",
             str(properties),
         ],
