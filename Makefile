@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit lint typecheck stack-up stack-down stack-status bench clean
+.PHONY: install run test test-unit lint typecheck compose-check stack-up stack-down stack-status bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ stack-status: $(STAMP)
 run: stack-up
 	$(BIN)/histfill run
 
-test: stack-up
+test: stack-up compose-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -43,6 +43,9 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+compose-check:
+	bash stack/compose-check.sh
 
 bench: stack-up
 	$(BIN)/python bench/e2e.py
