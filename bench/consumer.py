@@ -33,6 +33,7 @@ from questdb import Sender, TimestampMicros
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cleanup import cleanup  # noqa: E402
 from histfill import stack  # noqa: E402
 from shared.batch import PointBatch  # noqa: E402
 from shared.bootstrap import ensure_infrastructure  # noqa: E402
@@ -125,12 +126,20 @@ def run_consumer(
     return {"seconds": elapsed, "values_per_s": expected / elapsed, "peak_rss_mb": peak / 2**20}
 
 
+def naive_names(settings: ConsumerSettings) -> tuple[str, str, str]:
+    """The baseline's own topic, table and consumer group, beside the run's."""
+    return (
+        f"{settings.topic_backfill}.naive",
+        f"{settings.qdb_table}_naive",
+        f"{settings.consumer_group_id}-naive",
+    )
+
+
 def naive_baseline(
     settings: ConsumerSettings, sql: QuestDBSQL, values: int, points: int
 ) -> dict[str, float]:
     """One Avro record per value through Kafka, one Sender.row() per value into QuestDB."""
-    topic = f"{settings.topic_backfill}.naive"
-    table = f"{settings.qdb_table}_naive"
+    topic, table, group = naive_names(settings)
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
     from shared.kafka import TopicSpec, base_config, ensure_topics  # noqa: PLC0415
@@ -163,7 +172,7 @@ def naive_baseline(
     producer.flush(120)
     total = per_point * points
 
-    consumer = Consumer(consumer_config(settings, f"naive-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(settings, group))
     consumer.subscribe([topic])
     started = time.perf_counter()
     done = 0
@@ -189,7 +198,6 @@ def naive_baseline(
         time.sleep(0.1)
     elapsed = time.perf_counter() - started
     consumer.close()
-    sql.exec(f"DROP TABLE {table}")
     return {"values": total, "seconds": elapsed, "values_per_s": total / elapsed}
 
 
@@ -216,21 +224,36 @@ def main() -> None:
         "CONSUMER_GROUP_ID": f"bench-{tag}",
     }
     settings = load_settings(ConsumerSettings, env)
-    ensure_infrastructure(settings)
+    naive_topic, naive_table, naive_group = naive_names(settings)
+    created = {  # all removed by cleanup() whatever happens; tests check that nothing stays
+        "tables": [settings.qdb_table, naive_table],
+        "topics": [
+            settings.topic_realtime,
+            settings.topic_backfill,
+            settings.topic_dlq,
+            settings.topic_state,
+            naive_topic,
+        ],
+        "groups": [settings.consumer_group_id, naive_group],
+        "redis_prefix": settings.redis_key_prefix,
+    }
     sql = QuestDBSQL.from_settings(settings)
+    try:
+        ensure_infrastructure(settings)
+        t0 = time.perf_counter()
+        produced = fill(settings, args.points, args.batch, args.values)
+        fill_s = time.perf_counter() - t0
+        print(f"filled {settings.topic_backfill} with {produced:,} values in {fill_s:.1f}s")
 
-    t0 = time.perf_counter()
-    produced = fill(settings, args.points, args.batch, args.values)
-    fill_s = time.perf_counter() - t0
-    print(f"filled {settings.topic_backfill} with {produced:,} values in {fill_s:.1f}s")
-
-    ours = run_consumer(env, sql, settings.qdb_table, produced)
-    print(f"histfill consumer: {ours['values_per_s']:,.0f} values/s", end=", ")
-    print(f"peak RSS {ours['peak_rss_mb']:.0f} MB")
-    naive = naive_baseline(settings, sql, args.baseline_values, min(args.points, 100))
-    print(f"naive row-per-value baseline: {naive['values_per_s']:,.0f} values/s", end=" ")
-    print(f"({naive['values']:,} values)")
-    sql.exec(f"DROP TABLE {settings.qdb_table}")
+        ours = run_consumer(env, sql, settings.qdb_table, produced)
+        print(f"histfill consumer: {ours['values_per_s']:,.0f} values/s", end=", ")
+        print(f"peak RSS {ours['peak_rss_mb']:.0f} MB")
+        naive = naive_baseline(settings, sql, args.baseline_values, min(args.points, 100))
+        print(f"naive row-per-value baseline: {naive['values_per_s']:,.0f} values/s", end=" ")
+        print(f"({naive['values']:,} values)")
+    finally:  # topics, groups, tables and Redis keys of this run: nothing stays behind
+        cleanup(settings, sql, created["tables"], topics=[naive_topic], groups=[naive_group])
+        sql.close()
 
     result = {
         "benchmark": "consumer",
@@ -242,6 +265,7 @@ def main() -> None:
         "speedup_vs_naive": ours["values_per_s"] / naive["values_per_s"],
         "goal_values_per_s": 500_000,
         "goal_peak_rss_mb": 250,
+        **created,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "machine": platform.machine(),

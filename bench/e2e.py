@@ -61,13 +61,12 @@ import pandas as pd
 import psutil
 import redis
 import structlog
-from confluent_kafka.admin import AdminClient
 from questdb import Sender
 
+from bench.cleanup import cleanup
 from histfill import stack
 from producer.planner import parse_chunk_size
 from shared.bootstrap import ensure_infrastructure
-from shared.kafka import base_config
 from shared.qdb import CREATE_POINT_TABLE, QuestDBSQL
 from shared.settings import ConsumerSettings, load_settings
 from simulators.data import TagCatalog, events, expected_count
@@ -665,38 +664,6 @@ def chart(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def cleanup(settings: ConsumerSettings, sql: QuestDBSQL, tables: list[str]) -> None:
-    """Drop the run's tables, topics, consumer group and Redis keys; report, never raise."""
-    problems: list[str] = []
-    for table in tables:
-        try:
-            sql.exec(f"DROP TABLE IF EXISTS {table}")
-        except Exception as exc:  # noqa: BLE001  # cleanup reports and goes on
-            problems.append(f"table {table}: {exc}")
-    admin = AdminClient(base_config(settings))
-    topics = [settings.topic_realtime, settings.topic_backfill, settings.topic_dlq]
-    for name, future in admin.delete_topics([*topics, settings.topic_state]).items():
-        try:
-            future.result(60)
-        except Exception as exc:  # noqa: BLE001
-            problems.append(f"topic {name}: {exc}")
-    for name, future in admin.delete_consumer_groups([settings.consumer_group_id]).items():
-        try:
-            future.result(60)
-        except Exception as exc:  # noqa: BLE001
-            problems.append(f"group {name}: {exc}")
-    try:
-        client = redis.Redis.from_url(settings.redis_url.get_secret_value())
-        keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}*", count=1000))
-        for i in range(0, len(keys), 500):
-            client.delete(*keys[i : i + 500])
-        client.close()
-    except redis.RedisError as exc:
-        problems.append(f"redis: {exc}")
-    if problems:
-        print("cleanup incomplete: " + "; ".join(problems), file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------- main
