@@ -46,9 +46,9 @@ def status_payload(
         "recentRequests": [p.to_json() for p in recent(progresses, now)],
         "stats": {
             "completedRequests": sum(
-                p.status in (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.PARTIAL)
-                for p in progresses
+                p.status in (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS) for p in progresses
             ),
+            "partialRequests": sum(p.status is Status.PARTIAL for p in progresses),
             "failedRequests": sum(p.status is Status.FAILED for p in progresses),
             "cancelledRequests": sum(p.status is Status.CANCELLED for p in progresses),
             "totalPointsBackfilled": sum(p.values_published for p in progresses),

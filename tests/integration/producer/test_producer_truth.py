@@ -61,18 +61,20 @@ def test_a_window_ending_in_the_future_is_recorded_up_to_the_read_and_a_rerun_fi
     """A request whose endTime is seconds ahead ends Partial with coveredUntil before endTime;
     rerun once endTime has passed, it reads the rest, and QuestDB holds every value the source
     has for the window exactly once."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    start, end = now - timedelta(seconds=40), now + timedelta(seconds=20)
-    body = {
-        "connectorType": "PIWebApi",
-        "pointAddresses": POINTS,
-        "startTime": start.isoformat(),
-        "endTime": end.isoformat(),
-        "chunkSize": "00:01:00",
-    }
     start_consumer()
     with serve_in_thread(PISimulator(PISimulatorOptions(interval_s=1.0)).app) as pi:
-        service.start(PI_WEB_API_URL=f"{pi.url}/piwebapi", **PI_ENV)
+        env = {"PI_WEB_API_URL": f"{pi.url}/piwebapi", **PI_ENV}
+        service.start(**env)
+        # the window is taken once the service is up, so its end is still ahead when it is read
+        now = datetime.now(UTC).replace(microsecond=0)
+        start, end = now - timedelta(seconds=30), now + timedelta(seconds=30)
+        body = {
+            "connectorType": "PIWebApi",
+            "pointAddresses": POINTS,
+            "startTime": start.isoformat(),
+            "endTime": end.isoformat(),
+            "chunkSize": "00:01:00",
+        }
         first = _final(service, _start(service, body))
         assert first["status"] == "Partial", first
         covered = datetime.fromisoformat(first["coveredUntil"])
@@ -81,6 +83,11 @@ def test_a_window_ending_in_the_future_is_recorded_up_to_the_read_and_a_rerun_fi
         assert (first["completedChunks"], first["partialChunks"]) == (0, 1)
         assert first["partialPointChunks"] == len(POINTS)
         assert first["pointsCompleted"] == 0
+        service.stop()  # what it says survives a restart
+        service.start(**env)
+        restored = service.get(f"/api/backfill/request/{first['requestId']}")
+        kept = ("status", "coveredUntil", "message", "partialChunks", "partialPointChunks")
+        assert {k: restored[k] for k in kept} == {k: first[k] for k in kept}
 
         wait_for(lambda: datetime.now(UTC) >= end, timeout=60, interval=0.2)
         second = _final(service, _start(service, body))
