@@ -134,6 +134,18 @@ class ProgressCollector(Collector):
         yield depth
 
 
+def _add_retry(app: FastAPI, orchestrator: Orchestrator, mutating: list[Any]) -> None:
+    """``POST /api/backfill/request/{id}/retry`` (its own function: ``create_app`` is long)."""
+
+    @app.post("/api/backfill/request/{request_id}/retry", dependencies=mutating, tags=["backfill"])
+    async def retry(request_id: str) -> dict[str, Any]:
+        """Queue a new request with only the failed points of a finished one (every point if its
+        window was cut at the read moment), over its window; checkpointed chunks are skipped.
+        409 while it runs or when nothing failed."""
+        progress = await orchestrator.retry(request_id)
+        return ok({**_start_answer(progress), "retryOf": request_id})
+
+
 def create_app(orchestrator: Orchestrator, *, api_token: str | None = None) -> FastAPI:
     """The API around a (not yet started) orchestrator; the app's lifespan starts and stops it."""
 
@@ -202,7 +214,10 @@ def create_app(orchestrator: Orchestrator, *, api_token: str | None = None) -> F
 
     @app.get("/api/backfill/status", tags=["backfill"])
     async def status(all: bool = False) -> dict[str, Any]:
-        """`activeRequests` (with `all=true`, finished ones too), `stats`, `queueDepth`."""
+        """`activeRequests`: the requests not finished (with `all=true`, every request);
+        `recentRequests`: the ones that finished within the last hour, at most 20, latest first,
+        with their final status (so a request does not vanish the moment it ends); `stats`,
+        `queueDepth`."""
         return ok(orchestrator.status(include_finished=all))
 
     @app.get("/api/backfill/request/{request_id}", tags=["backfill"])
@@ -224,6 +239,8 @@ def create_app(orchestrator: Orchestrator, *, api_token: str | None = None) -> F
     async def resume(request_id: str) -> dict[str, Any]:
         """Resume a paused request."""
         return ok((await orchestrator.resume(request_id)).to_json())
+
+    _add_retry(app, orchestrator, mutating)
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, Any]:

@@ -9,6 +9,10 @@ Four kinds of record, each under a key that compaction keeps the latest value of
     written **in the same Kafka transaction** as the chunk's data, so a ``read_committed``
     reader never sees one without the other. Keyed by content, not by request, so a later
     request over the same range finds the range done and skips it (the seed's idempotent re-run).
+    The window is what was *read*, which may be less than the chunk: a read never records more
+    than existed when it began (:func:`recordable_end`: a window reaching past that moment is
+    recorded up to it, ``"cut": true``), and a later read of the chunk starts where the
+    coverage ends (:meth:`StateView.resume_from`), so a rerun after ``endTime`` fills the rest.
 ``failed:<id>:<chunk index>:<point>``
     a point that could not be read after its retries, with the error; a tombstone clears it once
     a later attempt succeeds.
@@ -63,6 +67,17 @@ def verified_key(connector: str, start_us: int, end_us: int, points: tuple[str, 
     return f"{VERIFIED}:{connector}:{start_us}:{end_us}:{points_digest(points)}"
 
 
+def recordable_end(start_us: int, end_us: int, read_at_us: int) -> int:
+    """The end of what a read of ``[start_us, end_us)`` that began at ``read_at_us`` may record.
+
+    A historian holds no value stamped after the moment it is asked, and one stamped exactly
+    then may still be on its way: the read covers ``[start_us, min(end_us, read_at_us))`` and
+    nothing else is recorded as done. ``start_us`` when the whole window lies at or after the
+    read moment (nothing to read yet).
+    """
+    return max(start_us, min(end_us, read_at_us))
+
+
 def encode(record: dict[str, Any]) -> bytes:
     """A state record as compact UTF-8 JSON."""
     return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
@@ -105,6 +120,13 @@ class IntervalSet:
         i = bisect.bisect_right(self._starts, start) - 1
         return i >= 0 and self._ends[i] >= end
 
+    def reach(self, start: int) -> int:
+        """Where the covered run holding ``start`` ends (``start`` itself if it is uncovered)."""
+        i = bisect.bisect_right(self._starts, start) - 1
+        if i >= 0 and self._ends[i] > start:
+            return self._ends[i]
+        return start
+
     def intervals(self) -> list[tuple[int, int]]:
         """The intervals, in order."""
         return list(zip(self._starts, self._ends, strict=True))
@@ -120,6 +142,8 @@ class RequestTally:
     chunks: set[int] = field(default_factory=set)
     values: int = 0
     batches: int = 0
+    point_chunks: dict[int, int] = field(default_factory=dict)
+    """Per chunk index, how many of its points this request published to the chunk's end."""
 
 
 @dataclass
@@ -168,7 +192,10 @@ class StateView:
         for point in record["points"]:
             self.covered(connector, point).add(start, end)
         tally = self.tallies[record["requestId"]]
-        tally.chunks.add(int(record["chunkIndex"]))
+        index = int(record["chunkIndex"])
+        tally.chunks.add(index)
+        if not record.get("cut"):  # a cut read leaves its points short of the chunk's end
+            tally.point_chunks[index] = tally.point_chunks.get(index, 0) + len(record["points"])
         tally.values += int(record.get("values", 0))
         tally.batches += int(record.get("batches", 0))
 
@@ -191,6 +218,17 @@ class StateView:
         """Whether the latest verification of this chunk passed."""
         record = self.verified.get(verified_key(connector, start_us, end_us, points))
         return record is not None and bool(record.get("ok"))
+
+    def resume_from(
+        self, connector: str, points: tuple[str, ...], start_us: int, end_us: int
+    ) -> int:
+        """Where a read of ``points`` over ``[start_us, end_us)`` starts: the earliest instant
+        one of them lacks (a chunk cut at an earlier read moment resumes at the cut)."""
+        starts = [start_us]
+        for point in points:
+            found = self.coverage.get((connector, point))
+            starts.append(min(end_us, found.reach(start_us)) if found is not None else start_us)
+        return min(starts[1:]) if points else start_us
 
     def pending_points(
         self, connector: str, points: tuple[str, ...], start_us: int, end_us: int

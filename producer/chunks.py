@@ -5,6 +5,13 @@ sees the half-read point), the points that read fine are redone at once in a tra
 their own, and each failing point is retried alone with exponential backoff. What still fails
 after ``CHUNK_RETRIES`` is recorded on the state topic with its error (``failed:`` records) and
 the request goes on; a later run of the same range retries exactly those points.
+
+**A window reaching into the future.** The moment of each read is taken from an injectable
+wall clock *before* the first page is requested, and only ``[start, min(end, that moment))`` is
+read and recorded as done (:func:`producer.checkpoints.recordable_end`): values the historian
+records later inside the window are still pending, and a rerun reads them from where the
+coverage ends (:meth:`producer.checkpoints.StateView.resume_from`). The chunk's outcome is then
+*partial*, never completed.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -27,10 +34,10 @@ from producer.errors import (
     PublishError,
 )
 from producer.planner import Chunk
-from producer.progress import RequestProgress, iso
+from producer.progress import RequestProgress, WallClock, iso, utc_now
 from producer.publisher import BackfillPublisher
 from producer.sources.base import PointComplete, SourceItem, TimeWindow
-from shared.batch import PointBatch, from_micros
+from shared.batch import PointBatch, from_micros, to_micros
 from shared.errors import HistfillError
 from shared.ratelimit import ValueRateLimit
 from shared.settings import ProducerSettings
@@ -39,6 +46,25 @@ log = structlog.get_logger(__name__)
 Check = Callable[[], None]
 Put = Callable[[str, dict[str, Any] | None], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class _Reach:
+    """How far one dispatch of a chunk got: points committed to the chunk's end, and the
+    earliest read moment a commit was cut at (``None``: no cut)."""
+
+    end_us: int
+    committed: int = 0
+    cut_at: int | None = None
+
+    def note(self, points: int, until: int) -> None:
+        """A commit of ``points`` points that recorded up to ``until``."""
+        if not points:
+            return
+        if until < self.end_us:
+            self.cut_at = until if self.cut_at is None else min(self.cut_at, until)
+        else:
+            self.committed += points
 
 
 class ChunkRunner:
@@ -52,6 +78,7 @@ class ChunkRunner:
         throttle: ValueRateLimit,
         put: Put,
         sleep: Sleep = asyncio.sleep,
+        now: WallClock = utc_now,
     ) -> None:
         self.settings = settings
         self.connectors = connectors
@@ -59,6 +86,7 @@ class ChunkRunner:
         self.throttle = throttle
         self._put = put
         self._sleep = sleep
+        self._now = now
 
     async def run(
         self,
@@ -76,30 +104,60 @@ class ChunkRunner:
         retries = self.settings.chunk_retries
         work: deque[tuple[tuple[str, ...], int]] = deque([(pending, 0)])
         errors: list[dict[str, Any]] = []
-        while work:
-            points, attempts = work.popleft()
-            if attempts:
-                await self._sleep(self.settings.retry_backoff_seconds * 2 ** (attempts - 1))
-            check()
-            try:
-                done, failed = await self._attempt(pub, progress, chunk, points, check)
-            except (ChunkCancelled, FencedError):
-                raise
-            except Exception as exc:  # noqa: BLE001  # any failure is recorded; the rest go on
-                failed = dict.fromkeys(points, await self._whole_attempt_failed(pub, exc))
-                done = ()
-            if done and failed:  # they read fine: redo them at once, in a transaction of their own
-                work.appendleft((done, attempts))
-            for point, error in failed.items():
-                if error.retriable and attempts < retries:
-                    log.warning("chunk_retry", chunk=chunk.index, point=point, error=str(error))
-                    work.append(((point,), attempts + 1))
+        reach = _Reach(chunk.end_us)
+        try:
+            while work:
+                points, attempts = work.popleft()
+                if attempts:
+                    await self._sleep(self.settings.retry_backoff_seconds * 2 ** (attempts - 1))
+                check()
+                try:
+                    done, failed, until = await self._attempt(pub, progress, chunk, points, check)
+                except (ChunkCancelled, FencedError):
+                    raise
+                except Exception as exc:  # noqa: BLE001  # any failure is recorded; the rest go on
+                    failed = dict.fromkeys(points, await self._whole_attempt_failed(pub, exc))
+                    done, until = (), chunk.end_us
+                if done and failed:  # they read fine: redo them at once, in a transaction alone
+                    work.appendleft((done, attempts))
                 else:
-                    errors.append(_error(chunk, point, error, attempts + 1))
+                    reach.note(len(done), until)
+                for point, error in failed.items():
+                    if error.retriable and attempts < retries:
+                        log.warning("chunk_retry", chunk=chunk.index, point=point, error=str(error))
+                        work.append(((point,), attempts + 1))
+                    else:
+                        errors.append(_error(chunk, point, error, attempts + 1))
+        except BaseException:  # requeued: what went to its end counts when the chunk finishes
+            if reach.committed:
+                earlier = progress.earlier_commits
+                earlier[chunk.index] = earlier.get(chunk.index, 0) + reach.committed
+            raise
         if errors:
             await self._record_failures(progress, chunk, errors)
-        else:
-            progress.chunk_completed(chunk.index)
+        self._finish(progress, chunk, pending, errors, reach.cut_at)
+
+    @staticmethod
+    def _finish(
+        progress: RequestProgress,
+        chunk: Chunk,
+        pending: tuple[str, ...],
+        errors: list[dict[str, Any]],
+        cut_at: int | None,
+    ) -> None:
+        """The chunk's outcome, per point and as a chunk."""
+        present = len(chunk.points) - len(pending)  # already whole when this dispatch began
+        mine = min(progress.earlier_commits.pop(chunk.index, 0), present)
+        progress.chunk_finished(
+            chunk.index, chunk.points, skipped=present - mine, errors=errors, cut_at_us=cut_at
+        )
+        if cut_at is not None:
+            log.info(
+                "chunk_cut_at_read_moment",
+                request_id=progress.request.request_id,
+                chunk=chunk.index,
+                covered_until=iso(from_micros(cut_at)),
+            )
 
     async def _whole_attempt_failed(self, pub: BackfillPublisher, exc: Exception) -> HistfillError:
         """The error every point of a failed transaction gets (after a producer restart, if the
@@ -121,7 +179,6 @@ class ChunkRunner:
             key = cp.failed_key(request_id, chunk.index, error["point"])
             await self._put(key, {"kind": "failed", "requestId": request_id, **error})
             self.view.failures[request_id][key.split(":", 2)[2]] = error
-        progress.chunk_failed(chunk.index, errors)
         log.warning("chunk_failed", request_id=request_id, chunk=chunk.index, points=len(errors))
 
     async def _attempt(
@@ -131,12 +188,19 @@ class ChunkRunner:
         chunk: Chunk,
         points: tuple[str, ...],
         check: Check,
-    ) -> tuple[tuple[str, ...], dict[str, HistfillError]]:
+    ) -> tuple[tuple[str, ...], dict[str, HistfillError], int]:
         """One transaction over ``points``: committed if every point read to its end; else
-        aborted, returning which points completed and which failed."""
+        aborted, returning which points completed and which failed, and where the read ended
+        (the chunk's end, or the read moment if the chunk reaches past it)."""
         request = progress.request
         source = self.connectors.get(request.connector_type)
-        window = TimeWindow.from_micros(chunk.start_us, chunk.end_us)
+        # the read moment, before the first page: nothing after it can be recorded as done
+        read_at = to_micros(self._now())
+        begin = self.view.resume_from(request.connector_type, points, chunk.start_us, chunk.end_us)
+        until = cp.recordable_end(begin, chunk.end_us, read_at)
+        if until <= begin:  # the rest of the window lies in the future: nothing exists yet
+            return points, {}, until
+        window = TimeWindow.from_micros(begin, until)
         await asyncio.to_thread(pub.begin)
         try:
             done, failed, values, batches = await self._read_and_publish(
@@ -144,18 +208,19 @@ class ChunkRunner:
             )
             if failed:
                 await asyncio.to_thread(pub.abort)
-                return tuple(done), failed
+                return tuple(done), failed, until
             record = {
                 "kind": "done",
                 "requestId": request.request_id,
                 "chunkIndex": chunk.index,
                 "connector": request.connector_type,
                 "points": done,
-                "startUs": chunk.start_us,
-                "endUs": chunk.end_us,
+                "startUs": begin,
+                "endUs": until,
+                "cut": until < chunk.end_us,
                 "values": values,
                 "batches": batches,
-                "committedAt": iso(datetime.now(UTC)),
+                "committedAt": iso(self._now()),
             }
             stale = self.view.failures.get(request.request_id, {})
             tombstones = [
@@ -163,7 +228,7 @@ class ChunkRunner:
                 for p in done
                 if f"{chunk.index}:{p}" in stale
             ]
-            key = cp.done_key(request.connector_type, chunk.start_us, chunk.end_us, tuple(done))
+            key = cp.done_key(request.connector_type, begin, until, tuple(done))
             await asyncio.to_thread(_checkpoint_and_commit, pub, key, record, tombstones)
         except BaseException:
             await asyncio.to_thread(pub.abort)
@@ -173,7 +238,7 @@ class ChunkRunner:
         for tomb in tombstones:
             stale.pop(tomb.split(":", 2)[2], None)
         progress.chunk_committed(values, batches)
-        return tuple(done), {}
+        return tuple(done), {}, until
 
     async def _read_and_publish(
         self,

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-FINAL = {"Completed", "CompletedWithErrors", "Failed", "Cancelled"}
+FINAL = {"Completed", "CompletedWithErrors", "Partial", "Failed", "Cancelled"}
 DEFAULT_URL = "http://127.0.0.1:5052"
 
 app = typer.Typer(help="Backfill historian data through the producer's API.", no_args_is_help=True)
@@ -65,7 +65,7 @@ def _duration(seconds: float | None) -> str:
 def summary(data: dict[str, Any]) -> str:
     """The seed's end-of-run block: progress, elapsed, rate, counts, skipped, errors."""
     bar = "=" * 60
-    done = data["completedChunks"] + data["failedChunks"]
+    done = _done_chunks(data)
     lines = [
         bar,
         f"Request: {data['requestId']} ({data['status']})",
@@ -75,9 +75,24 @@ def summary(data: dict[str, Any]) -> str:
         f"Data points: {data['pointsProcessed']:,}",
         f"Batches published: {data['batchesPublished']:,}",
         f"Skipped: {data['skippedChunks']} (already done)",
+        f"Points completed: {data.get('pointsCompleted', 0)}/{data['pointCount']}",
+        "Point-chunks: "
+        f"{data.get('completedPointChunks', 0)} completed, "
+        f"{data.get('skippedPointChunks', 0)} skipped, "
+        f"{data.get('failedPointChunks', 0)} failed, "
+        f"{data.get('partialPointChunks', 0)} partial",
         f"Errors: {data['errorCount']}",
-        bar,
     ]
+    if data.get("message"):
+        lines.append(f"Note: {data['message']}")
+    lines.append(bar)
+    failed_points = data.get("failedPoints") or {}
+    if failed_points:
+        lines.append(
+            f"Failed points ({data.get('failedPointCount', len(failed_points))}; "
+            f"retry them with: histfill backfill retry {data['requestId']}):"
+        )
+        lines += [f"  {point}: {error}" for point, error in list(failed_points.items())[:10]]
     errors = data.get("errors") or []
     if errors:
         shown = 10
@@ -86,6 +101,10 @@ def summary(data: dict[str, Any]) -> str:
         if len(errors) > shown:
             lines.append(f"  ... and {len(errors) - shown} more (histfill backfill status ID)")
     return "\n".join(lines)
+
+
+def _done_chunks(data: dict[str, Any]) -> int:
+    return int(data["completedChunks"] + data["failedChunks"] + data.get("partialChunks", 0))
 
 
 def _points(points: str | None, points_file: Path | None) -> list[str]:
@@ -112,7 +131,7 @@ def watch(client: httpx.Client, request_id: str, interval: float) -> dict[str, A
         task = bar.add_task("backfill", total=100.0, chunks="0/?", rate="0", eta="?")
         while True:
             data: dict[str, Any] = call(client, "GET", f"/api/backfill/request/{request_id}")
-            done = data["completedChunks"] + data["failedChunks"]
+            done = _done_chunks(data)
             bar.update(
                 task,
                 completed=data["progress"],
@@ -179,8 +198,12 @@ def status(
             console.print(summary(call(client, "GET", f"/api/backfill/request/{request_id}")))
             return
         data = call(client, "GET", f"/api/backfill/status?all={str(all_requests).lower()}")
-    table = Table("request", "connector", "points", "status", "progress", "chunks", "values", "ETA")
-    for r in data["activeRequests"]:
+    table = Table(
+        "request", "connector", "points", "status", "progress", "chunks", "values", "ETA/ended"
+    )
+    listed = {r["requestId"] for r in data["activeRequests"]}
+    recent = [r for r in data.get("recentRequests", []) if r["requestId"] not in listed]
+    for r in [*data["activeRequests"], *recent]:
         table.add_row(
             r["requestId"],
             r["connectorType"],
@@ -188,8 +211,8 @@ def status(
             r["status"],
             f"{r['progress']:.1f}%",
             f"{r['completedChunks']}+{r['failedChunks']} failed/{r['totalChunks']}",
-            f"{r['pointsProcessed']:,}",
-            _duration(r["etaSeconds"]),
+            f"{r['valuesProcessed']:,}",
+            r["finishedAt"] if r["status"] in FINAL else _duration(r["etaSeconds"]),
         )
     console.print(table)
     stats = data["stats"]
@@ -204,6 +227,14 @@ def _act(action: str, request_id: str, url: str, token: str | None) -> None:
     with api_client(url, token) as client:
         data = call(client, "POST", f"/api/backfill/request/{request_id}/{action}")
     console.print(f"{request_id}: {data['status']}")
+
+
+@app.command("retry")
+def retry(request_id: str, url: str = UrlOption, token: str | None = TokenOption) -> None:
+    """Queue a new request with only the failed points of a finished one, over its window."""
+    with api_client(url, token) as client:
+        data = call(client, "POST", f"/api/backfill/request/{request_id}/retry")
+    console.print(f"{data['message']} -> request {data['requestId']} (retry of {request_id})")
 
 
 @app.command("cancel")

@@ -38,10 +38,19 @@ from producer.errors import (
     UnknownRequest,
 )
 from producer.planner import Chunk, Plan
-from producer.progress import BackfillRequest, RequestProgress, Status, iso
+from producer.progress import (
+    BackfillRequest,
+    RequestProgress,
+    Status,
+    WallClock,
+    iso,
+    utc_now,
+)
 from producer.publisher import BackfillPublisher, PlainPublisher, fence
 from producer.requests import Limits, StartBody, estimate, validate
+from producer.restore import restore_outcomes
 from producer.state_io import read_state
+from producer.status import retry_body, status_payload
 from shared.batch import from_micros
 from shared.codec import BatchCodec
 from shared.errors import HistfillError
@@ -82,6 +91,7 @@ class Orchestrator:
         *,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        now: WallClock = utc_now,
     ) -> None:
         self.settings = settings
         self.connectors = connectors
@@ -98,13 +108,14 @@ class Orchestrator:
         self.entries: dict[str, _Entry] = {}
         self._sleep = sleep
         self._clock = clock
+        self._now = now
         self._wake = asyncio.Event()
         self._state_lock = asyncio.Lock()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()  # state writes not awaited inline
         self._control: PlainPublisher | None = None
-        self._runner = ChunkRunner(settings, connectors, self.view, self.throttle, self._put, sleep)
+        self._runner = self._chunk_runner()
         self.started = False
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -121,15 +132,24 @@ class Orchestrator:
         if workers > self.view.max_workers:
             await self._put(cp.META_WORKERS_KEY, {"kind": "meta", "maxWorkers": workers})
         self._restore()
-        self._runner = ChunkRunner(
-            self.settings, self.connectors, self.view, self.throttle, self._put, self._sleep
-        )
+        self._runner = self._chunk_runner()
         self._tasks = [
             asyncio.create_task(self._worker(w), name=f"backfill-worker-{w}")
             for w in range(workers)
         ]
         self.started = True
         log.info("orchestrator_started", workers=workers, requests=len(self.entries))
+
+    def _chunk_runner(self) -> ChunkRunner:
+        return ChunkRunner(
+            self.settings,
+            self.connectors,
+            self.view,
+            self.throttle,
+            self._put,
+            self._sleep,
+            self._now,
+        )
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Stop dispatching, abort open chunks (they are redone at the next start), close."""
@@ -153,23 +173,14 @@ class Orchestrator:
             status = Status(record["status"])
             entry = self._entry(request)
             progress = entry.progress
+            restore_outcomes(progress, entry.plan, self.view, status)
             tally = self.view.tallies[request.request_id]
-            failed = {int(k.split(":", 1)[0]) for k in self.view.failures[request.request_id]}
-            for chunk in entry.plan:
-                if self.view.pending_points(
-                    request.connector_type, chunk.points, chunk.start_us, chunk.end_us
-                ):
-                    if status.final and chunk.index in failed:
-                        progress.failed.add(chunk.index)
-                elif chunk.index in tally.chunks:
-                    progress.completed.add(chunk.index)
-                else:
-                    progress.chunk_skipped(chunk.index)
             progress.values_published, progress.batches_published = tally.values, tally.batches
             progress.started_at = _parse_time(record.get("startedAt"))
             progress.finished_at = _parse_time(record.get("finishedAt"))
             progress.errors = list(record.get("errors", []))
             progress.error_count = int(record.get("errorCount", 0))
+            progress.message = record.get("message")
             progress.status = status if status.final or status is Status.PAUSED else Status.QUEUED
             if status.final:
                 progress.restore_elapsed(float(record.get("elapsedSeconds") or 0.0))
@@ -239,7 +250,7 @@ class Orchestrator:
         if entry is None:
             raise UnknownRequest(f"no backfill request {request_id}")
         if not entry.progress.status.final:
-            entry.progress.finish(Status.CANCELLED, "cancelled by request")
+            entry.progress.finish(Status.CANCELLED, "cancelled by request", now=self._now)
             await self._save(entry)
         return entry.progress
 
@@ -260,25 +271,23 @@ class Orchestrator:
             self._wake.set()
         return progress
 
+    async def retry(self, request_id: str) -> RequestProgress:
+        """Queue a new request over the original window with only the points that failed (all
+        of them if the window was cut at the read moment); chunks already checkpointed are
+        skipped as in any rerun. ``RequestRejected`` (409) if there is nothing to retry."""
+        retried = await self.submit(retry_body(self.get(request_id)))
+        log.info("request_retried", request_id=request_id, retry=retried.request.request_id)
+        return retried
+
     def status(self, include_finished: bool = False) -> dict[str, Any]:
-        """The seed's ``/api/backfill/status`` payload."""
-        progresses = [e.progress for e in self.entries.values()]
-        shown = [p for p in progresses if include_finished or not p.status.final]
-        return {
-            "activeRequests": [p.to_json() for p in shown],
-            "stats": {
-                "completedRequests": sum(
-                    p.status in (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS) for p in progresses
-                ),
-                "failedRequests": sum(p.status is Status.FAILED for p in progresses),
-                "cancelledRequests": sum(p.status is Status.CANCELLED for p in progresses),
-                "totalPointsBackfilled": sum(p.values_published for p in progresses),
-                "totalBatchesPublished": sum(p.batches_published for p in progresses),
-                "failedChunks": sum(len(p.failed) for p in progresses),
-                "workers": self.settings.backfill_workers,
-            },
-            "queueDepth": sum(p.status is Status.QUEUED for p in progresses),
-        }
+        """The seed's ``/api/backfill/status`` payload plus ``recentRequests`` (see
+        :func:`producer.status.status_payload`)."""
+        return status_payload(
+            [e.progress for e in self.entries.values()],
+            self._now(),
+            workers=self.settings.backfill_workers,
+            include_finished=include_finished,
+        )
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -299,6 +308,9 @@ class Orchestrator:
             errorCount=p.error_count,
             message=p.message,
             elapsedSeconds=round(p.elapsed_s, 3),
+            coveredUntil=iso(
+                None if p.covered_until_us is None else from_micros(p.covered_until_us)
+            ),
         )
         await self._put(cp.request_key(p.request.request_id), record)
 
@@ -337,7 +349,7 @@ class Orchestrator:
                     p.request.connector_type, chunk.points, chunk.start_us, chunk.end_us
                 )
                 if not pending:
-                    p.chunk_skipped(index)
+                    p.chunk_skipped(index, chunk.points)
                     skipped += 1
                     if skipped >= SKIPS_PER_DISPATCH:  # let the API answer between long skips
                         self._wake.set()
@@ -351,7 +363,7 @@ class Orchestrator:
     def _maybe_finish(self, entry: _Entry) -> None:
         p = entry.progress
         if p.status is Status.RUNNING and entry.dispatched_all and not entry.in_flight:
-            p.finish(p.final_status())
+            p.finish(p.final_status(), now=self._now)
             log.info(
                 "request_finished",
                 request_id=p.request.request_id,
@@ -359,6 +371,10 @@ class Orchestrator:
                 values=p.values_published,
                 skipped=p.skipped_chunks,
                 failed=len(p.failed),
+                failed_points=len(p.points.failed_points),
+                covered_until=iso(
+                    None if p.covered_until_us is None else from_micros(p.covered_until_us)
+                ),
             )
             self._spawn(self._save(entry))
 

@@ -1,34 +1,49 @@
 """Progress of backfill requests: one tracker per request, read by the API, /metrics and the CLI.
 
-Counts are rebuilt from the state topic after a restart (completed chunks, values and batches
-published); rate and ETA are measured in this process only, from an injectable clock, so a
-resumed request does not report the dead process's pace.
+Counts are rebuilt from the state topic after a restart (chunk and point-chunk outcomes, failed
+points, values and batches published, how far a window reaching into the future was recorded);
+rate and ETA are measured in this process only, from an injectable clock, so a resumed request
+does not report the dead process's pace.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from producer.outcomes import PointChunkTally
 from producer.planner import Plan
 from shared.batch import from_micros
 
 Clock = Callable[[], float]
+WallClock = Callable[[], datetime]
 MAX_ERRORS_KEPT = 100
 
 
+def utc_now() -> datetime:
+    """The wall clock, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
 class Status(enum.StrEnum):
-    """A request's life: Queued -> Running (<-> Paused) -> one of the final states."""
+    """A request's life: Queued -> Running (<-> Paused) -> one of the final states.
+
+    ``Partial``: every point read fine, but the window reached past the moment it was read, so
+    only the part before that moment is recorded (``coveredUntil``); run it again after
+    ``endTime`` to fill the rest. ``CompletedWithErrors``: some points failed (``failedPoints``),
+    the others were published; ``Failed``: nothing could be published.
+    """
 
     QUEUED = "Queued"
     RUNNING = "Running"
     PAUSED = "Paused"
     COMPLETED = "Completed"
     COMPLETED_WITH_ERRORS = "CompletedWithErrors"
+    PARTIAL = "Partial"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
 
@@ -38,7 +53,13 @@ class Status(enum.StrEnum):
         return self in _FINAL
 
 
-_FINAL = {Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.FAILED, Status.CANCELLED}
+_FINAL = {
+    Status.COMPLETED,
+    Status.COMPLETED_WITH_ERRORS,
+    Status.PARTIAL,
+    Status.FAILED,
+    Status.CANCELLED,
+}
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -119,7 +140,14 @@ class RequestProgress:
     finished_at: datetime | None = None
     completed: set[int] = field(default_factory=set)
     failed: set[int] = field(default_factory=set)
+    partial: set[int] = field(default_factory=set)
     skipped_chunks: int = 0
+    covered_until_us: int | None = None
+    """The earliest moment a chunk was cut at because it reached past its read (else None)."""
+    points: PointChunkTally = field(init=False)
+    earlier_commits: dict[int, int] = field(default_factory=dict)
+    """Per chunk, points committed to its end before the chunk was requeued (or the process
+    restarted): they count as completed, not skipped, when the chunk finishes."""
     values_published: int = 0
     batches_published: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -130,6 +158,9 @@ class RequestProgress:
     _run_values: int = 0
     _run_chunks: int = 0
 
+    def __post_init__(self) -> None:
+        self.points = PointChunkTally(self.request.plan().windows)
+
     def start_run(self) -> None:
         """This process begins (or resumes) working on the request."""
         self._run_started = self.clock()
@@ -139,10 +170,41 @@ class RequestProgress:
             self.started_at = datetime.now(UTC)
         self.status = Status.RUNNING
 
-    def chunk_skipped(self, index: int) -> None:
+    def chunk_skipped(self, index: int, points: Collection[str] = ()) -> None:
         """Every point of the chunk already had its window: nothing published."""
         self.completed.add(index)
         self.skipped_chunks += 1
+        self.points.record(points, skipped=len(points))
+
+    def chunk_finished(
+        self,
+        index: int,
+        points: Collection[str],
+        *,
+        skipped: int,
+        errors: list[dict[str, Any]],
+        cut_at_us: int | None = None,
+    ) -> None:
+        """A chunk worked on has its outcome: per point (``skipped`` of the points not in
+        ``errors`` were already present; with ``cut_at_us`` the rest were recorded only up to
+        that moment) and as a chunk (completed only if every point is)."""
+        failed = {str(e["point"]): str(e["error"]) for e in errors}
+        partial = [p for p in points if p not in failed] if cut_at_us is not None else []
+        self.points.record(points, skipped=skipped, failed=failed, partial=partial)
+        if cut_at_us is not None:
+            self.chunk_cut(index, cut_at_us)
+        if errors:
+            self.chunk_failed(index, errors)
+        elif cut_at_us is None:
+            self.chunk_completed(index)
+
+    def chunk_cut(self, index: int, cut_at_us: int) -> None:
+        """The chunk's window reached past its read: recorded only up to ``cut_at_us``."""
+        if index not in self.partial:
+            self._run_chunks += 1
+        self.partial.add(index)
+        if self.covered_until_us is None or cut_at_us < self.covered_until_us:
+            self.covered_until_us = cut_at_us
 
     def chunk_committed(self, values: int, batches: int) -> None:
         """A transaction of the chunk (all its points, or some after a split) committed."""
@@ -159,15 +221,16 @@ class RequestProgress:
     def chunk_failed(self, index: int, errors: list[dict[str, Any]]) -> None:
         """Points of the chunk failed after their retries; the rest of the request goes on."""
         self.failed.add(index)
-        self._run_chunks += 1
+        if index not in self.partial:
+            self._run_chunks += 1
         self.error_count += len(errors)
         room = MAX_ERRORS_KEPT - len(self.errors)
         self.errors.extend(errors[: max(0, room)])
 
     @property
     def done_chunks(self) -> int:
-        """Chunks with a final outcome (completed, skipped or failed)."""
-        return len(self.completed | self.failed)
+        """Chunks with an outcome (completed, skipped, failed or cut at the read moment)."""
+        return len(self.completed | self.failed | self.partial)
 
     @property
     def percent(self) -> float:
@@ -206,27 +269,63 @@ class RequestProgress:
         remaining = self.total_chunks - self.done_chunks
         return round(self.elapsed_s / self._run_chunks * remaining, 1)
 
-    def finish(self, status: Status, message: str | None = None) -> None:
+    def finish(self, status: Status, message: str | None = None, now: WallClock = utc_now) -> None:
         """Enter a final state."""
         self._run_elapsed = self.elapsed_s
         self.status = status
-        self.finished_at = datetime.now(UTC)
+        self.finished_at = now()
         if message is not None:
             self.message = message
+        elif self.covered_until_us is not None and status is not Status.CANCELLED:
+            self.message = self.future_note()
+
+    def future_note(self) -> str:
+        """What a request whose window reached into the future says about it."""
+        until = iso(from_micros(self.covered_until_us or self.request.end_us))
+        return (
+            f"endTime was in the future: recorded up to {until}; run it again after endTime "
+            "to fill the rest"
+        )
 
     def final_status(self) -> Status:
         """What the request ends as once every chunk has an outcome."""
-        if not self.failed and self.done_chunks >= self.total_chunks:
+        if self.failed:
+            tally = self.points
+            if tally.completed or tally.skipped or tally.partial or self.values_published:
+                return Status.COMPLETED_WITH_ERRORS  # some points of the request went
+            return Status.FAILED
+        if self.partial:  # never claim the whole window when only part of it existed yet
+            return Status.PARTIAL
+        if self.done_chunks >= self.total_chunks:
             return Status.COMPLETED
-        if not self.failed:  # a chunk without an outcome must never read as completed
-            return Status.COMPLETED_WITH_ERRORS
-        if self.completed or self.values_published:  # some points of the failed chunks went
-            return Status.COMPLETED_WITH_ERRORS
-        return Status.FAILED
+        return Status.COMPLETED_WITH_ERRORS  # a chunk without an outcome never reads completed
 
     def to_json(self) -> dict[str, Any]:
-        """The seed's field names, plus what it lacked (skipped, rate, ETA, errors)."""
+        """The seed's field names, plus what it lacked (skipped, rate, ETA, errors).
+
+        Chunks (a time window x a group of points): ``completedChunks`` every point of the chunk
+        holds its window (published now or already present; ``skippedChunks`` of them were
+        already present), ``failedChunks`` at least one point failed, ``partialChunks`` the
+        window reached past its read and was recorded only up to it.
+
+        Point-chunks (one point over one chunk's window; see :mod:`producer.outcomes`):
+        ``completedPointChunks`` published by this request, ``skippedPointChunks`` already
+        present, ``failedPointChunks``, ``partialPointChunks``. ``failedPoints``: point -> error
+        (at most 100; ``failedPointCount`` says how many); ``pointsCompleted``: points whose
+        every chunk is completed or skipped.
+
+        ``pointsProcessed`` keeps **the seed's meaning: values (data points) processed** -- the
+        seed's example shows 2,345,678 for a 100-point request, and its stats call the same
+        number ``totalPointsBackfilled``; seed clients and the seed's own test read it so.
+        ``valuesProcessed`` is the same count under an unambiguous name (``valuesPublished``
+        too); the number of points is ``pointsCompleted``.
+
+        ``coveredUntil``: set when the window reached into the future; only up to it is
+        recorded as done (status ``Partial``), and a rerun after ``endTime`` fills the rest.
+        """
         r = self.request
+        covered = None if self.covered_until_us is None else from_micros(self.covered_until_us)
+        tally = self.points
         return {
             "requestId": r.request_id,
             "connectorType": r.connector_type,
@@ -241,7 +340,17 @@ class RequestProgress:
             "completedChunks": len(self.completed),
             "failedChunks": len(self.failed),
             "skippedChunks": self.skipped_chunks,
+            "partialChunks": len(self.partial),
+            "completedPointChunks": tally.completed,
+            "skippedPointChunks": tally.skipped,
+            "failedPointChunks": tally.failed,
+            "partialPointChunks": tally.partial,
+            "pointsCompleted": tally.points_completed,
+            "failedPointCount": len(tally.failed_points),
+            "failedPoints": tally.failed_points_shown(),
+            "coveredUntil": iso(covered),
             "pointsProcessed": self.values_published,
+            "valuesProcessed": self.values_published,
             "valuesPublished": self.values_published,
             "batchesPublished": self.batches_published,
             "valuesPerSecond": round(self.rate, 1),

@@ -41,7 +41,7 @@ from simulators.common import (
     json_response,
     parse_time,
 )
-from simulators.data import TagCatalog, TagKind, TagSpec, events
+from simulators.data import Clock, TagCatalog, TagKind, TagSpec, events
 from simulators.fixedjson import timestamp_strings
 from simulators.server import serve_forever
 
@@ -62,6 +62,7 @@ class AceSimulatorOptions:
     max_requests_per_second: float | None = None
     retry_after_s: int = 1
     faults: FaultPlan = field(default_factory=FaultPlan)
+    clock: Clock | None = None  # the simulator's "now": no value after it is served (UTC)
 
 
 def _encode_cursor(point: int, start_us: int, skip: int) -> str:
@@ -87,7 +88,9 @@ class AceSimulator:
 
     def __init__(self, options: AceSimulatorOptions | None = None) -> None:
         self.options = options or AceSimulatorOptions()
-        self.catalog = TagCatalog(self.options.interval_s, self.options.generated_tags)
+        self.catalog = TagCatalog(
+            self.options.interval_s, self.options.generated_tags, self.options.clock
+        )
         self.faults = self.options.faults
         self.guard = Guard(
             Credentials(bearer_token=self.options.api_key, username=None),
@@ -161,6 +164,7 @@ class AceSimulator:
         start, end = parse_time(q.get("start_time")), parse_time(q.get("end_time"))
         if start is None or end is None or end < start:
             return json_response({"message": "start_time and end_time: ISO-8601 with zone"}, 400)
+        end = self.catalog.until(end)  # nothing after now, as in the real service
         try:
             page_size = int(q.get("page_size", str(self.options.page_size)))
         except ValueError:

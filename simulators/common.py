@@ -202,7 +202,9 @@ def admin_routes(catalog: TagCatalog, guard: Guard) -> list[Route]:
         spec = catalog.get(tag)
         if spec is None or start is None or end is None:
             return json_response({"error": "need a known tag and ISO start/end"}, 400)
-        return json_response({"tag": spec.name, "count": count_events(spec, start, end)})
+        return json_response(
+            {"tag": spec.name, "count": count_events(spec, start, catalog.until(end))}
+        )
 
     async def faults(request: Request) -> Response:
         if request.method == "POST":

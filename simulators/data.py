@@ -17,6 +17,10 @@ Kinds of tag:
   state ``I/O Timeout`` (not good, value NaN).
 * ``STRING`` (``BA:BATCH.1``): text values, numeric value NaN.
 * ``MULTI`` (``MULTI.1``): ``1 + k % 3`` events share each timestamp (paging at shared instants).
+
+Like a real historian, a catalog has no values after *now*: :meth:`TagCatalog.until` cuts every
+window at the catalog's clock (injectable; UTC), so an event with a timestamp after the moment
+of the request is never served nor counted. History before now is the same whatever the clock.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import base64
 import enum
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,6 +49,13 @@ SYSTEM_STATE_NAME = "I/O Timeout"
 SYSTEM_STATE_CODE = 246
 _GENERATED = re.compile(r"SIMTAG(\d{5})")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Clock = Callable[[], datetime]
+"""A wall clock answering timezone-aware UTC datetimes (``datetime.now(UTC)`` by default)."""
+
+
+def utc_now() -> datetime:
+    """The real wall clock, UTC."""
+    return datetime.now(UTC)
 
 
 class TagKind(enum.Enum):
@@ -107,9 +119,12 @@ def web_id_to_name(web_id: str) -> str | None:
 class TagCatalog:
     """The tags a simulator knows: the PI demo defaults plus ``generated_tags`` sine waves."""
 
-    def __init__(self, interval_s: float = 60.0, generated_tags: int = 0) -> None:
+    def __init__(
+        self, interval_s: float = 60.0, generated_tags: int = 0, clock: Clock | None = None
+    ) -> None:
         if interval_s <= 0 or generated_tags < 0:
             raise ValueError("interval_s must be > 0 and generated_tags >= 0")
+        self.clock: Clock = clock or utc_now
         self.interval_us = max(1, round(interval_s * 1_000_000))
         self.generated_tags = generated_tags
         iv = self.interval_us
@@ -160,12 +175,18 @@ class TagCatalog:
             phase=(i % 360) * math.pi / 180,
         )
 
+    def until(self, end_us: int) -> int:
+        """``end_us`` (exclusive) cut at the clock: events up to and including *now* exist, none
+        after it, as in a historian that cannot hold values it has not received yet."""
+        return min(end_us, _micros(self.clock()) + 1)
+
     def expected_count(self, tag: str, start: datetime, end: datetime) -> int:
-        """How many events ``tag`` has in ``[start, end)``; raises ``KeyError`` for unknown tags."""
+        """How many events ``tag`` has in ``[start, end)`` as of now (nothing after the clock);
+        raises ``KeyError`` for unknown tags."""
         spec = self.get(tag)
         if spec is None:
             raise KeyError(tag)
-        return count_events(spec, _micros(start), _micros(end))
+        return count_events(spec, _micros(start), self.until(_micros(end)))
 
 
 def expected_count(
@@ -175,9 +196,11 @@ def expected_count(
     *,
     interval_s: float = 60.0,
     generated_tags: int = 0,
+    clock: Clock | None = None,
 ) -> int:
-    """Events of ``tag`` in ``[start, end)`` for a simulator started with these options."""
-    return TagCatalog(interval_s, generated_tags).expected_count(tag, start, end)
+    """Events of ``tag`` in ``[start, end)`` for a simulator started with these options, as of
+    ``clock`` (now by default: a simulator serves nothing after it)."""
+    return TagCatalog(interval_s, generated_tags, clock).expected_count(tag, start, end)
 
 
 def _micros(moment: datetime) -> int:

@@ -36,7 +36,16 @@ from simulators.common import (
     json_response,
     parse_time,
 )
-from simulators.data import BAD, Events, TagCatalog, TagKind, TagSpec, events, web_id_to_name
+from simulators.data import (
+    BAD,
+    Clock,
+    Events,
+    TagCatalog,
+    TagKind,
+    TagSpec,
+    events,
+    web_id_to_name,
+)
 from simulators.server import serve_forever
 
 log = structlog.get_logger(__name__)
@@ -74,6 +83,7 @@ class PISimulatorOptions:
     max_requests_per_second: float | None = None
     retry_after_s: int = 1
     faults: FaultPlan = field(default_factory=FaultPlan)
+    clock: Clock | None = None  # the simulator's "now": no value after it is served (UTC)
 
 
 def _errors(status: int, *messages: str) -> Response:
@@ -101,7 +111,9 @@ class PISimulator:
 
     def __init__(self, options: PISimulatorOptions | None = None) -> None:
         self.options = options or PISimulatorOptions()
-        self.catalog = TagCatalog(self.options.interval_s, self.options.generated_tags)
+        self.catalog = TagCatalog(
+            self.options.interval_s, self.options.generated_tags, self.options.clock
+        )
         self.faults = self.options.faults
         self.guard = Guard(
             Credentials(self.options.username, self.options.password, self.options.bearer_token),
@@ -214,7 +226,7 @@ class PISimulator:
         self, spec: TagSpec, start: int, end: int, max_count: int, wanted: tuple[str, ...]
     ) -> bytes:
         """The ``Items`` array text of one stream (inclusive end: PI's Inside boundary)."""
-        page = events(spec, start, end + 1, max_count)
+        page = events(spec, start, self.catalog.until(end + 1), max_count)
         body = b"[" + _value_rows(spec, page, wanted) + b"]"
         if spec.name in self.faults.error_tags:
             error = {

@@ -3,7 +3,8 @@
 It yields exactly what :class:`~producer.sources.pi_web_api.PIWebApiSource` reads from the PI
 simulator (same values, quality and texts; connector ``"Simulator"``), without HTTP, so a demo
 needs no historian and no server. Addresses may be bare tags, ``\\\\server\\tag`` paths or ACE
-``client/site/tag`` names: the last segment names the tag.
+``client/site/tag`` names: the last segment names the tag. Like a historian it has no values
+after now: windows are cut at its injectable clock (:meth:`simulators.data.TagCatalog.until`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from producer.sources import paging
 from producer.sources.base import Columns, PointComplete, PointFailure, SourceItem, TimeWindow
 from producer.sources.errors import PointNotFound
-from simulators.data import TagCatalog, events
+from simulators.data import Clock, TagCatalog, events
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +38,11 @@ class SimulatorSource:
 
     connector = "Simulator"
 
-    def __init__(self, config: SimulatorConfig | None = None) -> None:
+    def __init__(self, config: SimulatorConfig | None = None, clock: Clock | None = None) -> None:
         self.config = config or SimulatorConfig()
         if self.config.page_size < 1:
             raise ValueError("page_size must be positive")
-        self.catalog = TagCatalog(self.config.interval_s, self.config.generated_tags)
+        self.catalog = TagCatalog(self.config.interval_s, self.config.generated_tags, clock)
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -57,11 +58,10 @@ class SimulatorSource:
             cursor: paging.PageCursor | None = paging.PageCursor(window.start_us)
             total = 0
             while cursor is not None:
-                page = events(
-                    spec, cursor.start_us, window.end_us, self.config.page_size + cursor.skip
-                )
+                end_us = self.catalog.until(window.end_us)  # each page sees only what exists now
+                page = events(spec, cursor.start_us, end_us, self.config.page_size + cursor.skip)
                 step = paging.step(
-                    cursor, page.timestamps_us, self.config.page_size + cursor.skip, window.end_us
+                    cursor, page.timestamps_us, self.config.page_size + cursor.skip, end_us
                 )
                 if step.kept:
                     columns = Columns(page.timestamps_us, page.values, page.quality, page.texts)

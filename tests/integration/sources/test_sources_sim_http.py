@@ -12,6 +12,7 @@ import pytest
 
 from producer.sources import HostRateLimits, PIWebApiSource, TimeWindow
 from producer.sources.collect import collect
+from simulators.ace import AceSimulator, AceSimulatorOptions
 from simulators.data import TagCatalog
 from simulators.pi import PISimulator, PISimulatorOptions
 from simulators.server import serve_in_thread
@@ -95,3 +96,31 @@ async def test_workers_share_one_request_budget_per_host(
     assert len(one["SINUSOID"]) == len(two["CDT158"]) == 960
     assert sim.stats.get("status_429", 0) == 0
     assert elapsed > (sim.stats["requests"] - 8) / 8 * 0.9  # paced by the one shared budget
+
+
+def test_pi_and_ace_simulators_serve_nothing_after_their_clock() -> None:
+    """Over HTTP, both simulators answer a window reaching past their *now* with the values up
+    to it, as a real historian does, and count only those."""
+    now = START + timedelta(minutes=5)
+    end = "2024-01-01T01:00:00Z"
+    pi_sim = PISimulator(PISimulatorOptions(clock=lambda: now))
+    ace_sim = AceSimulator(AceSimulatorOptions(clock=lambda: now))
+    web_id = pi_sim.catalog.get("SINUSOID").web_id  # type: ignore[union-attr]
+    with serve_in_thread(pi_sim.app) as pi, serve_in_thread(ace_sim.app) as ace:
+        recorded = httpx.get(
+            f"{pi.url}/piwebapi/streams/{web_id}/recorded",
+            params={"startTime": "2024-01-01T00:00:00Z", "endTime": end, "maxCount": "1000"},
+            auth=("a", "b"),
+        ).json()["Items"]
+        counted = httpx.get(
+            f"{pi.url}/_sim/count",
+            params={"tag": "SINUSOID", "start": "2024-01-01T00:00:00Z", "end": end},
+        ).json()["count"]
+        samples = httpx.post(
+            f"{ace.url}/api/points/get_timeseries",
+            params={"start_time": "2024-01-01T00:00:00Z", "end_time": end},
+            json={"points": [{"name": "sim/sim_site/SINUSOID"}]},
+            headers={"Authorization": "Bearer k"},
+        ).json()["point_samples"]
+    assert [item["Timestamp"] for item in recorded][-1] == "2024-01-01T00:05:00Z"
+    assert len(recorded) == counted == len(samples) == 6  # 00:00 .. 00:05

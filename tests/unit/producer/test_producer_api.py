@@ -95,6 +95,7 @@ def test_mutating_endpoints_need_the_token(client: TestClient) -> None:
     wrong = {"Authorization": "Bearer nope"}
     assert client.post("/api/backfill/start", json=TEST_ONE, headers=wrong).status_code == 401
     assert client.post("/api/backfill/request/x/cancel").status_code == 401
+    assert client.post("/api/backfill/request/x/retry").status_code == 401
     assert client.get("/api/backfill/status").status_code == 200
 
 
@@ -102,6 +103,7 @@ def test_status_and_unknown_request(client: TestClient) -> None:
     """Status answers the seed's shape; an unknown request id is a 404 in the envelope."""
     data = client.get("/api/backfill/status").json()["data"]
     assert data["activeRequests"] == []
+    assert data["recentRequests"] == []
     assert data["queueDepth"] == 0
     assert set(data["stats"]) >= {
         "completedRequests",
@@ -113,6 +115,9 @@ def test_status_and_unknown_request(client: TestClient) -> None:
     response = client.get("/api/backfill/request/nope")
     assert response.status_code == 404
     assert response.json()["success"] is False
+    retry = client.post("/api/backfill/request/nope/retry", headers=auth())
+    assert retry.status_code == 404
+    assert retry.json()["error"]["field"] == "requestId"
 
 
 def test_estimate_is_exact_for_the_simulator(client: TestClient) -> None:

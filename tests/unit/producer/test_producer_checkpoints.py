@@ -88,3 +88,58 @@ def test_done_keys_are_by_content_not_by_request() -> None:
     assert key != cp.done_key("PIWebApi", 0, 10, ("a", "b"))
     assert key != cp.done_key("Simulator", 0, 11, ("a", "b"))
     assert cp.done_key("Simulator", 0, 10, ("a", "b")) != cp.done_key("Simulator", 0, 10, ("a",))
+
+
+def test_recordable_end_is_the_read_moment_when_the_window_reaches_past_it() -> None:
+    """A read records ``[start, min(end, read moment))``: the moment itself is left pending,
+    a window wholly before it is whole, one wholly at or after it records nothing."""
+    assert cp.recordable_end(100, 200, 150) == 150
+    assert cp.recordable_end(100, 200, 199) == 199
+    assert cp.recordable_end(100, 200, 200) == 200  # ends exactly at the read: whole
+    assert cp.recordable_end(100, 200, 201) == 200
+    assert cp.recordable_end(100, 200, 101) == 101  # one microsecond recorded: [100, 101)
+    assert cp.recordable_end(100, 200, 100) == 100  # starts at the read: nothing yet
+    assert cp.recordable_end(100, 200, 50) == 100
+
+
+def test_reach_is_where_the_covered_run_holding_an_instant_ends() -> None:
+    """``reach`` follows the covered run from an instant; uncovered instants reach nowhere."""
+    s = cp.IntervalSet()
+    s.add(10, 20)
+    s.add(30, 40)
+    assert s.reach(10) == 20
+    assert s.reach(19) == 20
+    assert s.reach(20) == 20  # the end is exclusive
+    assert s.reach(5) == 5
+    assert s.reach(25) == 25
+    assert s.reach(35) == 40
+
+
+def test_a_cut_chunk_resumes_at_its_cut_and_counts_no_point_until_whole() -> None:
+    """A checkpoint cut at the read moment leaves the chunk pending; the next read starts at the
+    cut (the earliest cut of its points), and only the whole window counts a point-chunk."""
+    view = cp.StateView()
+    cut = cp.encode(
+        {
+            "kind": "done",
+            "requestId": "r1",
+            "chunkIndex": 0,
+            "connector": "Simulator",
+            "points": ["a", "b"],
+            "startUs": 0,
+            "endUs": 40,
+            "cut": True,
+            "values": 8,
+            "batches": 2,
+        }
+    )
+    view.apply(cp.done_key("Simulator", 0, 40, ("a", "b")), cut)
+    assert view.pending_points("Simulator", ("a", "b"), 0, 100) == ("a", "b")
+    assert view.resume_from("Simulator", ("a", "b"), 0, 100) == 40
+    assert view.resume_from("Simulator", ("a", "b", "c"), 0, 100) == 0  # c has nothing
+    assert view.tallies["r1"].point_chunks == {}
+    view.apply(cp.done_key("Simulator", 40, 100, ("a",)), _done("r2", 0, ["a"], 40, 100))
+    assert view.pending_points("Simulator", ("a", "b"), 0, 100) == ("b",)
+    assert view.resume_from("Simulator", ("b",), 0, 100) == 40
+    assert view.tallies["r2"].point_chunks == {0: 1}
+    assert view.tallies["r1"].values == 8

@@ -135,3 +135,16 @@ def test_strings_and_booleans_render_as_json() -> None:
         {"s": "Batch-00001", "b": False},
         {"s": "", "b": True},
     ]
+
+
+def test_a_catalog_has_no_values_after_its_clock() -> None:
+    """Like a historian, a catalog serves and counts events up to and including *now* and none
+    after it; what lies before now is the same whatever the clock says."""
+    now = DAY + timedelta(minutes=10)
+    catalog = TagCatalog(60, clock=lambda: now)
+    late = DAY + timedelta(hours=1)
+    assert catalog.expected_count("SINUSOID", DAY, late) == 11  # 00:00 .. 00:10 inclusive
+    assert catalog.until(2**62) == int(now.timestamp()) * 1_000_000 + 1
+    before_now = TagCatalog(60, clock=lambda: late).expected_count("SINUSOID", DAY, now)
+    assert before_now == 10
+    assert expected_count("SINUSOID", DAY, late, clock=lambda: now) == 11

@@ -72,3 +72,15 @@ def test_windows_refuse_naive_and_empty_ranges() -> None:
         TimeWindow(datetime(2024, 1, 1), datetime(2024, 1, 2))  # noqa: DTZ001 - the point
     with pytest.raises(ValueError, match="empty"):
         TimeWindow(START, START)
+
+
+async def test_the_source_serves_nothing_after_its_clock() -> None:
+    """A window reaching past the source's *now* yields the values up to now only, and the
+    same values before now as a source whose clock is later."""
+    now = START + timedelta(minutes=30, seconds=10)
+    window = TimeWindow(START, START + timedelta(hours=1))
+    early = await collect(SimulatorSource(clock=lambda: now).read(["SINUSOID"], window))
+    late = await collect(SimulatorSource().read(["SINUSOID"], window))
+    assert len(early["SINUSOID"]) == 31  # 00:00 .. 00:30
+    assert early["SINUSOID"].complete is not None
+    assert early["SINUSOID"].timestamps_us.tolist() == late["SINUSOID"].timestamps_us[:31].tolist()
