@@ -18,7 +18,8 @@ The rules, by field:
 * ``endTime``: after ``startTime``, and at most ``MAX_WINDOW_DAYS`` later. It may be after now:
   a chunk reaching past the moment it is read is cut there, and only what was read is recorded
   as done, so a later run reads the rest.
-* ``chunkSize``: parseable, at least a minute, not absurdly long.
+* ``chunkSize``: parseable, at least a minute, not absurdly long, and leaving the plan at most
+  ``MAX_CHUNKS_PER_REQUEST`` chunks (windows x point groups).
 
 The HTTP layer adds the body-level rules: a body over ``API_MAX_BODY_BYTES`` is a 413 before
 it is parsed, and a body that is not JSON is a 400 naming line and column (:mod:`producer.api`).
@@ -104,6 +105,7 @@ class Limits:
     values_per_second: float
     max_name_length: int = 2048
     max_window_days: int = 36_500
+    max_chunks: int = 1_000_000
     pi_default_server: str | None = None
     max_record_bytes: int = MAX_RECORD_BYTES
 
@@ -118,6 +120,7 @@ class Limits:
             values_per_second=1.0 / settings.expected_sample_interval_seconds,
             max_name_length=settings.max_point_name_length,
             max_window_days=settings.max_window_days,
+            max_chunks=settings.max_chunks_per_request,
             pi_default_server=settings.pi_default_server,
         )
 
@@ -269,6 +272,15 @@ def validate(
         values_per_second=limits.values_per_second,
         max_values_per_chunk=limits.max_values_per_chunk,
     )
+    if grid.total_chunks > limits.max_chunks:
+        # Each chunk is a checkpoint record and an entry in the request's progress, and an
+        # estimate walks them all: 29 M one-minute chunks over 1970-2026 blocked the API 84 s.
+        raise RequestRejected(
+            "chunkSize",
+            f"the plan has {grid.total_chunks:,} chunks ({grid.windows:,} windows x "
+            f"{len(grid.groups):,} point groups), over the limit of {limits.max_chunks:,} "
+            "(MAX_CHUNKS_PER_REQUEST): use a longer chunkSize or split the request",
+        )
     request = BackfillRequest(
         request_id=request_id or str(uuid.uuid4()),
         connector_type=connector,

@@ -303,6 +303,12 @@ class ProducerSettings(CommonSettings):
         description="Longest window one request may span (days; default 100 years: any start "
         "from 1970 to now fits).",
     )
+    max_chunks_per_request: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most chunks (windows x point groups) one request may plan: each is a "
+        "checkpoint record and an entry in the request's progress.",
+    )
     api_max_body_bytes: int | None = Field(
         None,
         ge=1024,

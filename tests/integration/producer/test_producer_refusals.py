@@ -57,6 +57,13 @@ def _refusals() -> list[tuple[str, dict[str, Any], int, str, str]]:
         (start, {"startTime": 1e20}, 422, "startTime", "after 9999"),
         (start, {"chunkSize": "99999999999d"}, 400, "chunkSize", "too long"),
         (
+            estimate,
+            {"startTime": "1970-01-01T00:00:00Z", "chunkSize": "1m"},
+            400,
+            "chunkSize",
+            "(MAX_CHUNKS_PER_REQUEST)",
+        ),
+        (
             start,
             {"pointAddresses": ["SINUSOID", "X" * 3000]},
             400,

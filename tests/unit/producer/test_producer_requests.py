@@ -266,6 +266,20 @@ def test_limits_follow_the_settings() -> None:
     limits = Limits.from_settings(settings)
     assert (limits.max_points, limits.max_name_length) == (7, 100)
     assert (limits.max_window_days, limits.pi_default_server) == (30, "PISRV")
+    assert limits.max_chunks == 1_000_000
     assert settings.api_body_limit == 7 * (100 + 16) + 64 * 1024
     explicit = load_settings(ProducerSettings, {"API_MAX_BODY_BYTES": "5000"})
     assert explicit.api_body_limit == 5000
+
+
+def test_a_plan_over_the_chunk_limit_is_refused() -> None:
+    """A plan of more than MAX_CHUNKS_PER_REQUEST chunks (windows x groups) is refused on
+    chunkSize with its arithmetic; exactly the limit is accepted."""
+    limits = replace(LIMITS, max_chunks=48, group_size=2)  # 3 points: 2 groups
+    assert validate(body(), limits, AVAILABLE, now=NOW).plan().total_chunks == 48
+    refused = refusal(body(chunkSize="00:30:00"), limits)
+    assert refused.field == "chunkSize"
+    assert "the plan has 96 chunks (48 windows x 2 point groups), over the limit of 48" in (
+        refused.message
+    )
+    assert "(MAX_CHUNKS_PER_REQUEST)" in refused.message
