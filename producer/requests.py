@@ -298,8 +298,8 @@ def validate(
         raise RequestRejected(
             "pointAddresses",
             f"{len(points):,} point addresses make a request record of {size:,} bytes, over "
-            f"the {limits.max_record_bytes:,} one Kafka message may carry here; split the "
-            "request",
+            f"the {limits.max_record_bytes:,} bytes a request's state record may take (it is "
+            "one Kafka message); split the request",
         )
     return request
 
