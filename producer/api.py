@@ -1,16 +1,18 @@
 """The backfill HTTP API (port 5052): the seed's contract, plus cancel/pause/resume and estimate.
 
 Every answer is the seed's envelope, ``{"success": true, "data": ...}``; failures are
-``{"success": false, "error": {"field": ..., "message": ...}}`` with a 4xx/5xx status: 422 for a
-body of the wrong shape, 400 for a rule it breaks (see :mod:`producer.requests`), 401 without
-the bearer token (``API_TOKEN``, mutating endpoints only), 404 for an unknown request id, 503
-when Kafka did not take the request. OpenAPI docs at ``/docs``.
+``{"success": false, "error": {"field": ..., "message": ...}}`` with a 4xx/5xx status: 413 for a
+body over ``API_MAX_BODY_BYTES`` (refused before it is read to its end, let alone parsed), 400
+for a body that is not JSON (with line and column) or a rule it breaks (see
+:mod:`producer.requests`), 422 for a body of the wrong shape, 401 without the bearer token
+(``API_TOKEN``, mutating endpoints only), 404 for an unknown request id, 503 when Kafka did not
+take the request. OpenAPI docs at ``/docs``.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -21,6 +23,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producer.errors import ProducerError, PublishError, RequestRejected, UnknownRequest
 from producer.orchestrator import Orchestrator
@@ -46,11 +51,109 @@ def ok(data: Any) -> dict[str, Any]:
     return {"success": True, "data": data}
 
 
-def _failure(status: int, message: str, field: str | None = None) -> JSONResponse:
+def _failure(
+    status: int,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     return JSONResponse(
         {"success": False, "data": None, "error": {"field": field, "message": message}},
         status_code=status,
+        headers=headers,
     )
+
+
+def _too_large_message(limit: int) -> str:
+    return (
+        f"request body is larger than the limit of {limit:,} bytes (API_MAX_BODY_BYTES); "
+        "split the request"
+    )
+
+
+class BodyTooLarge(HTTPException):
+    """A chunked body passed the limit while it was being read (raised from ``receive``)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large_message(limit))
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a request body over ``limit`` bytes with a 413 in the envelope.
+
+    A declared ``Content-Length`` over the limit is answered at once, before a byte of the body
+    is read; a body without one (chunked) is counted as the app reads it and refused the moment
+    it passes the limit, so a request is never parsed, let alone planned, from an oversized
+    body. (Starlette's own limiter answers plain text, outside the envelope.)
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await _failure(413, _too_large_message(self.limit), "body")(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def json_position(body: object, pos: object) -> str:
+    """``line L column C`` (1-based, as :class:`json.JSONDecodeError` counts) of a character
+    offset in the body, or ``character N`` when the body is not at hand."""
+    if not isinstance(pos, int):
+        return "an unknown position"
+    if not isinstance(body, str):
+        return f"character {pos + 1}"
+    line = body.count("\n", 0, pos) + 1
+    column = pos - body.rfind("\n", 0, pos)
+    return f"line {line} column {column}"
+
+
+def validation_failure(exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's validation error as the envelope: the field's name, not a body position."""
+    errors = exc.errors()
+    first: dict[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = tuple(first.get("loc", ()))
+    if first.get("type") == "json_invalid":
+        # FastAPI reports json.loads' failure as loc ("body", <character offset>).
+        reason = (first.get("ctx") or {}).get("error") or first.get("msg")
+        where = json_position(exc.body, loc[1] if len(loc) > 1 else None)
+        return _failure(400, f"request body is not valid JSON: {reason} at {where}", "body")
+    if loc == ("body",) and first.get("type") == "missing":
+        return _failure(422, "request body is missing: send the request as a JSON object", "body")
+    path = [str(part) for part in loc if part != "body"]
+    field = ".".join(path) or "body"
+    return _failure(422, f"{field}: {first.get('msg')}", field)
+
+
+def http_failure(exc: HTTPException) -> JSONResponse:
+    """Starlette's HTTP errors (413, 404, 405, a body that is not text) in the envelope."""
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return _failure(
+            400,
+            f"request body is not valid JSON: it is not UTF-8 text ({cause.reason} at byte "
+            f"{cause.start})",
+            "body",
+        )
+    field = "body" if exc.status_code == 413 else None
+    return _failure(exc.status_code, str(exc.detail), field, exc.headers)
 
 
 def _start_answer(progress: RequestProgress) -> dict[str, Any]:
@@ -146,8 +249,13 @@ def _add_retry(app: FastAPI, orchestrator: Orchestrator, mutating: list[Any]) ->
         return ok({**_start_answer(progress), "retryOf": request_id})
 
 
-def create_app(orchestrator: Orchestrator, *, api_token: str | None = None) -> FastAPI:
-    """The API around a (not yet started) orchestrator; the app's lifespan starts and stops it."""
+def create_app(
+    orchestrator: Orchestrator, *, api_token: str | None = None, max_body_bytes: int | None = None
+) -> FastAPI:
+    """The API around a (not yet started) orchestrator; the app's lifespan starts and stops it.
+
+    ``max_body_bytes`` defaults to the orchestrator's settings (``API_MAX_BODY_BYTES``).
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -163,6 +271,7 @@ def create_app(orchestrator: Orchestrator, *, api_token: str | None = None) -> F
         description="Backfill PI / ACE IoT history into Kafka (and on to QuestDB).",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit, limit=max_body_bytes or orchestrator.settings.api_body_limit)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(ProgressCollector(orchestrator))
 
@@ -195,11 +304,11 @@ def create_app(orchestrator: Orchestrator, *, api_token: str | None = None) -> F
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        path = [str(part) for part in first.get("loc", ()) if part != "body"]
-        field = ".".join(path) or "body"
-        return _failure(422, f"{field}: {first.get('msg')}", field)
+        return validation_failure(exc)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return http_failure(exc)
 
     @app.post("/api/backfill/start", dependencies=mutating, tags=["backfill"])
     async def start(body: StartBody) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
@@ -46,11 +47,15 @@ def call(client: httpx.Client, method: str, path: str, body: Any = None) -> Any:
     except httpx.HTTPError as exc:
         console.print(f"[bold red]error:[/] cannot reach the producer at {client.base_url}: {exc}")
         raise typer.Exit(code=2) from exc
-    payload = response.json() if response.content else {}
+    try:
+        payload = response.json() if response.content else {}
+    except ValueError:  # not the API's envelope (a proxy's page, a crash): show what came
+        payload = {"error": {"message": response.text[:500]}}
     if response.status_code >= 400 or not payload.get("success", False):
         error = payload.get("error") or {}
-        field = f" ({error['field']})" if error.get("field") else ""
-        console.print(f"[bold red]error {response.status_code}{field}:[/] {error.get('message')}")
+        field = f" ({escape(str(error['field']))})" if error.get("field") else ""
+        message = escape(str(error.get("message") or response.reason_phrase))
+        console.print(f"[bold red]error {response.status_code}{field}:[/] {message}")
         raise typer.Exit(code=2)
     return payload["data"]
 

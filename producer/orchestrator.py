@@ -96,13 +96,7 @@ class Orchestrator:
         self.settings = settings
         self.connectors = connectors
         self.codec = codec or BatchCodec()
-        self.limits = Limits(
-            max_points=settings.max_points_per_request,
-            group_size=settings.points_per_request,
-            default_chunk=settings.default_chunk_size,
-            max_values_per_chunk=settings.max_values_per_chunk,
-            values_per_second=1.0 / settings.expected_sample_interval_seconds,
-        )
+        self.limits = Limits.from_settings(settings)
         self.throttle = ValueRateLimit(settings.publish_max_values_per_second, sleep=sleep)
         self.view = cp.StateView()
         self.entries: dict[str, _Entry] = {}

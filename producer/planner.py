@@ -54,15 +54,19 @@ def parse_chunk_size(text: str) -> timedelta:
     raw = text.strip()
     if not raw:
         raise ChunkSizeError("empty chunk size")
-    micros = _parse_micros(raw)
-    if micros is None:
+    try:
+        micros = _parse_micros(raw)
+        span = None if micros is None else timedelta(microseconds=micros)
+    except OverflowError:  # "99999999999d": past what a timedelta (or a float) holds
+        raise ChunkSizeError(f"chunk size {text[:40]!r} is too long") from None
+    if micros is None or span is None:
         raise ChunkSizeError(
             f"unparseable chunk size {text!r}: use a TimeSpan like '30.00:00:00' or '01:00:00', "
             "an ISO-8601 duration like 'P30D' or 'PT1H' (no years or months), or '30d'/'1h'"
         )
     if micros < MIN_CHUNK_US:
         raise ChunkSizeError(f"chunk size {text!r} is shorter than the minimum of one minute")
-    return timedelta(microseconds=micros)
+    return span
 
 
 def _parse_micros(raw: str) -> int | None:

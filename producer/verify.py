@@ -369,14 +369,7 @@ def plan_request(
     except ValidationError as exc:
         problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
         raise RequestRejected("arguments", problems) from None
-    limits = Limits(
-        max_points=settings.max_points_per_request,
-        group_size=settings.points_per_request,
-        default_chunk=settings.default_chunk_size,
-        max_values_per_chunk=settings.max_values_per_chunk,
-        values_per_second=1.0 / settings.expected_sample_interval_seconds,
-    )
-    return validate(body, limits, unavailable)
+    return validate(body, Limits.from_settings(settings), unavailable)
 
 
 def _state_topic_exists(settings: ProducerSettings) -> None:

@@ -40,6 +40,11 @@ def base_config(settings: CommonSettings) -> dict[str, Any]:
     return conf
 
 
+PRODUCER_MESSAGE_MAX_BYTES = 8_388_608
+"""The largest message our producers send (librdkafka ``message.max.bytes``, 8 MiB): a data
+batch stays far below it, and a backfill request's state record must fit in it."""
+
+
 def producer_config(settings: CommonSettings, **overrides: Any) -> dict[str, Any]:
     """An idempotent producer tuned for large batches (lz4, 64 KiB-1 MiB batches)."""
     return {
@@ -52,7 +57,7 @@ def producer_config(settings: CommonSettings, **overrides: Any) -> dict[str, Any
         "compression.type": "lz4",
         "linger.ms": 20,
         "batch.size": 1_048_576,
-        "message.max.bytes": 8_388_608,
+        "message.max.bytes": PRODUCER_MESSAGE_MAX_BYTES,
         **overrides,
     }
 

@@ -291,6 +291,30 @@ class ProducerSettings(CommonSettings):
     max_points_per_request: int = Field(
         10_000, ge=1, description="Most points one backfill request may name."
     )
+    max_point_name_length: int = Field(
+        2048,
+        ge=16,
+        description="Most characters in one point address: room for a `\\\\server\\` prefix "
+        "and PI's 1023-character tag names, and for ACE IoT's long path-like names.",
+    )
+    max_window_days: int = Field(
+        36_500,
+        ge=1,
+        description="Longest window one request may span (days; default 100 years: any start "
+        "from 1970 to now fits).",
+    )
+    max_chunks_per_request: int = Field(
+        1_000_000,
+        ge=1,
+        description="Most chunks (windows x point groups) one request may plan: each is a "
+        "checkpoint record and an entry in the request's progress.",
+    )
+    api_max_body_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="Largest request body the API reads (bytes; larger: 413 before parsing). "
+        "Unset: MAX_POINTS_PER_REQUEST x (MAX_POINT_NAME_LENGTH + 16) + 64 KiB.",
+    )
     max_values_per_chunk: int = Field(
         2_000_000,
         ge=0,
@@ -337,6 +361,15 @@ class ProducerSettings(CommonSettings):
     simulator_generated_tags: int = Field(
         0, ge=0, description="Extra `SIMTAGnnnnn` sine-wave tags the `Simulator` source serves."
     )
+
+    @property
+    def api_body_limit(self) -> int:
+        """The request body size the API accepts: the setting, or room for the largest request
+        the point rules allow (16 bytes a name for its quotes, comma, indentation and escaped
+        backslashes; 64 KiB for the other fields)."""
+        if self.api_max_body_bytes is not None:
+            return self.api_max_body_bytes
+        return self.max_points_per_request * (self.max_point_name_length + 16) + 64 * 1024
 
     @field_validator("pi_web_api_url", "ace_api_url")
     @classmethod

@@ -57,6 +57,12 @@ from shared.errors import ConfigError
 log = structlog.get_logger(__name__)
 
 
+def is_point_path(address: str) -> bool:
+    """Whether ``address`` names its PI Data Archive (``\\\\server\\tag``); a bare tag needs
+    ``default_server``. The request validator asks the same question at submit."""
+    return address.startswith("\\\\")
+
+
 @dataclass(frozen=True, slots=True)
 class PIWebApiConfig:
     """Connection and paging settings (``PI_*`` / ``POINTS_PER_REQUEST`` environment variables)."""
@@ -151,7 +157,7 @@ class PIWebApiSource(HttpSource):
 
     def path_of(self, address: str) -> str:
         """The ``\\\\server\\tag`` path of a point address."""
-        if address.startswith("\\\\"):
+        if is_point_path(address):
             return address
         if self.config.default_server is None:
             raise BadRequest(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -140,3 +142,122 @@ def test_openapi_and_metrics_are_served(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     metrics = client.get("/metrics")
     assert "histfill_backfill_queue_depth 0.0" in metrics.text
+
+
+def test_malformed_json_names_the_line_and_column(client: TestClient) -> None:
+    """A body that is not JSON is a 400 on field `body` saying where, in lines and columns."""
+    text = '{\n  "connectorType": "Simulator",\n  "pointAddresses": [SINUSOID]\n}'
+    response = client.post(
+        "/api/backfill/start",
+        content=text.encode(),
+        headers={**auth(), "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["field"] == "body"
+    assert error["message"] == (
+        "request body is not valid JSON: Expecting value at line 3 column 22"
+    )
+    assert text.splitlines()[2][21] == "S"  # line 3, column 22 (1-based) is where it broke
+    one_line = client.post(
+        "/api/backfill/estimate", content=b'{"a": 1,}', headers={"content-type": "application/json"}
+    )
+    assert one_line.json()["error"]["message"] == (
+        "request body is not valid JSON: Expecting property name enclosed in double quotes "
+        "at line 1 column 9"
+    )
+
+
+def test_a_body_that_is_not_utf8_is_refused_as_not_json(client: TestClient) -> None:
+    """Bytes that are not UTF-8 are a 400 on `body` in the envelope, not a bare detail."""
+    response = client.post(
+        "/api/backfill/estimate",
+        content=b'{"a": "\xff"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "body"
+    assert "not UTF-8" in response.json()["error"]["message"]
+
+
+def _oversized() -> bytes:
+    name = "x" * 200_000
+    return json.dumps({**TEST_ONE, "pointAddresses": [name]}).encode()
+
+
+def test_an_oversized_body_is_a_413_before_parsing(
+    client: TestClient, orchestrator: Orchestrator
+) -> None:
+    """A body over API_MAX_BODY_BYTES is a 413 naming the limit, whether it declares its
+    length or arrives chunked, and nothing is queued."""
+    limit = orchestrator.settings.api_body_limit
+    assert limit == 4 * (2048 + 16) + 64 * 1024
+    raw = _oversized()
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(raw), 8192):
+            yield raw[i : i + 8192]
+
+    headers = {**auth(), "content-type": "application/json"}
+    declared = client.post("/api/backfill/start", content=raw, headers=headers)
+    chunked = client.post("/api/backfill/start", content=chunks(), headers=headers)
+    assert chunked.request.headers["transfer-encoding"] == "chunked"
+    for response in (declared, chunked):
+        assert response.status_code == 413
+        error = response.json()["error"]
+        assert error["field"] == "body"
+        assert f"limit of {limit:,} bytes (API_MAX_BODY_BYTES)" in error["message"]
+    assert orchestrator.entries == {}
+    small = client.post(
+        "/api/backfill/estimate", content=json.dumps(TEST_ONE).encode(), headers=headers
+    )
+    assert small.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/backfill/start", "/api/backfill/estimate"])
+@pytest.mark.parametrize(
+    ("changes", "status", "field"),
+    [
+        (
+            {"startTime": "2300-01-01T00:00:00Z", "endTime": "2300-01-02T00:00:00Z"},
+            400,
+            "startTime",
+        ),
+        ({"startTime": "1969-07-20T20:17:00Z"}, 400, "startTime"),
+        ({"endTime": "9999-12-31T23:59:59Z"}, 400, "endTime"),
+        ({"startTime": "0001-01-01T00:00:00+14:00"}, 400, "startTime"),
+        ({"endTime": "9999-12-31T23:59:59-14:00"}, 400, "endTime"),
+        ({"startTime": 1e20}, 422, "startTime"),
+        ({"startTime": "0000-01-01T00:00:00Z"}, 422, "startTime"),
+        ({"chunkSize": "99999999999d"}, 400, "chunkSize"),
+        ({"pointAddresses": ["x" * 2049]}, 400, "pointAddresses"),
+        ({"pointAddresses": ["A\u0000B"]}, 400, "pointAddresses"),
+        ({"pointAddresses": ["A\ud800B"]}, 400, "pointAddresses"),
+    ],
+)
+def test_absurd_values_are_4xx_on_both_endpoints(
+    client: TestClient,
+    orchestrator: Orchestrator,
+    path: str,
+    changes: dict[str, Any],
+    status: int,
+    field: str,
+) -> None:
+    """Far-future, pre-1970, overflowing and otherwise absurd values are a 400/422 naming the
+    field on start and on estimate alike, never a 500."""
+    raw = json.dumps({**TEST_ONE, **changes}).encode()  # ASCII: a lone surrogate as \ud800
+    headers = {**auth(), "content-type": "application/json"}
+    response = client.post(path, content=raw, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["field"] == field
+    assert orchestrator.entries == {}
+
+
+def test_unknown_paths_answer_in_the_envelope(client: TestClient) -> None:
+    """A 404 or 405 from routing uses the envelope too."""
+    missing = client.get("/api/backfill/nothing")
+    assert missing.status_code == 404
+    assert missing.json()["success"] is False
+    wrong = client.get("/api/backfill/start")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["message"] == "Method Not Allowed"
