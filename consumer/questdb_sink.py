@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -59,12 +60,31 @@ class RejectedError(SinkError):
     retriable = False
 
 
+class RejectReason(StrEnum):
+    """Why QuestDB refused a batch: the dead-letter topic's ``histfill.error.reason`` for it."""
+
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+    """A timestamp QuestDB cannot store (before 1970-01-01: its timestamps are unsigned)."""
+    QUESTDB_REJECTED = "questdb_rejected"
+    """Any other refusal of the rows themselves; ``histfill.error.message`` has QuestDB's words."""
+
+
 @dataclass(frozen=True)
 class Rejection:
     """One batch QuestDB refused, with its reason (destined for the dead-letter topic)."""
 
     index: int
     reason: str
+    code: RejectReason = RejectReason.QUESTDB_REJECTED
+
+
+def _rejection_code(batch: PointBatch) -> RejectReason:
+    """What about a refused batch QuestDB could not take, judged from its data (the client
+    reports a negative timestamp only as a generic BadDataFrame)."""
+    stamps = batch.timestamps_us
+    if len(stamps) and int(stamps.min()) < 0:
+        return RejectReason.TIMESTAMP_OUT_OF_RANGE
+    return RejectReason.QUESTDB_REJECTED
 
 
 def _is_data_error(exc: QuestDBError) -> bool:
@@ -300,7 +320,7 @@ class QuestDBSink:
         return rejections
 
     def _write_group(self, batches: Sequence[PointBatch], offset: int) -> list[Rejection]:
-        return [Rejection(r.index + offset, r.reason) for r in self._write_bisect(batches)]
+        return [Rejection(r.index + offset, r.reason, r.code) for r in self._write_bisect(batches)]
 
     def _write_bisect(self, batches: Sequence[PointBatch]) -> list[Rejection]:
         if not batches:
@@ -312,12 +332,13 @@ class QuestDBSink:
             if not _is_data_error(exc):
                 raise SinkError(f"QuestDB write failed: {exc}") from exc
             if len(batches) == 1:
-                return [Rejection(0, f"{getattr(exc.code, 'name', exc.code)}: {exc}")]
+                reason = f"{getattr(exc.code, 'name', exc.code)}: {exc}"
+                return [Rejection(0, reason, _rejection_code(batches[0]))]
         # Bisect to find the refused batches; each half is its own transaction.
         middle = len(batches) // 2
         left = self._write_bisect(batches[:middle])
         right = self._write_bisect(batches[middle:])
-        return left + [Rejection(r.index + middle, r.reason) for r in right]
+        return left + [Rejection(r.index + middle, r.reason, r.code) for r in right]
 
     def close(self) -> None:
         if self._sender is not None:

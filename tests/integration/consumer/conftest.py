@@ -57,7 +57,7 @@ class BatchProducer:
         self._producer.poll(0)
         self.values += len(batch)
 
-    def send_raw(self, topic: str, value: bytes, key: bytes = b"poison") -> None:
+    def send_raw(self, topic: str, value: bytes | None, key: bytes = b"poison") -> None:
         self._producer.produce(topic, value, key=key, headers=[("origin", b"test")])
 
     def flush(self) -> None:

@@ -7,15 +7,16 @@ import pytest
 from confluent_kafka import TopicPartition
 from questdb import QuestDBError, QuestDBErrorCode
 
-from consumer.decode import LazyBatches
+from consumer.decode import LazyBatches, Poison, decode_message
 from consumer.latest_cache import newest_in, newest_per_point
 from consumer.loop import IngestLoop, _Pending
 from consumer.metrics import ConsumerMetrics
-from consumer.questdb_sink import QuestDBSink, batches_to_frame
+from consumer.questdb_sink import QuestDBSink, RejectReason, batches_to_frame
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
-from shared.errors import SinkError
+from shared.errors import DecodeReason, SinkError
 from shared.settings import ConsumerSettings, load_settings
+from tests.poison import local_poison
 from tests.unit.consumer.fakes import FakeMessage
 
 
@@ -367,3 +368,33 @@ def test_backfill_pauses_for_realtime_lag_on_partitions_another_member_owns() ->
     now[0] += 1.5
     loop._steer()
     assert fake.paused == set()
+
+
+def test_sink_codes_each_refused_batch_by_what_it_holds() -> None:
+    """A refused batch with a timestamp before 1970 is timestamp_out_of_range; one QuestDB
+    refuses for another reason is questdb_rejected (the client names both BadDataFrame)."""
+    sent: list[int] = []
+    batches = [_batch(f"P{i}", [1, 2], [0.0, 1.0]) for i in range(8)]
+    batches[2] = _batch("P2", [-60_000_000, 2], [0.0, 1.0])
+    rejections = _sink(sent, {"P2", "P5"}).write(batches)
+    assert [(r.index, r.code) for r in rejections] == [
+        (2, RejectReason.TIMESTAMP_OUT_OF_RANGE),
+        (5, RejectReason.QUESTDB_REJECTED),
+    ]
+
+
+def test_poison_carries_the_codec_code_and_a_tombstone_is_empty_message() -> None:
+    """decode_message turns each refusal into Poison with the DecodeError's code."""
+    codec = BatchCodec()
+    for code, data in local_poison(codec).items():
+        poison = decode_message(codec, FakeMessage("rt", 0, 1, data))  # type: ignore[arg-type]
+        assert isinstance(poison, Poison)
+        assert (poison.code, poison.error_type) == (code, "DecodeError")
+
+    class _Tombstone(FakeMessage):
+        def value(self) -> None:  # type: ignore[override]
+            return None
+
+    poison = decode_message(codec, _Tombstone("rt", 0, 2))  # type: ignore[arg-type]
+    assert isinstance(poison, Poison)
+    assert poison.code == DecodeReason.EMPTY_MESSAGE
