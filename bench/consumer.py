@@ -38,7 +38,7 @@ from shared.batch import PointBatch  # noqa: E402
 from shared.bootstrap import ensure_infrastructure  # noqa: E402
 from shared.codec import BatchCodec  # noqa: E402
 from shared.kafka import consumer_config, producer_config  # noqa: E402
-from shared.qdb import QuestDBSQL  # noqa: E402
+from shared.qdb import QuestDBSQL, points_table  # noqa: E402
 from shared.settings import ConsumerSettings, load_settings  # noqa: E402
 
 MINUTE_US = 60_000_000
@@ -231,6 +231,7 @@ def main() -> None:
     print(f"naive row-per-value baseline: {naive['values_per_s']:,.0f} values/s", end=" ")
     print(f"({naive['values']:,} values)")
     sql.exec(f"DROP TABLE {settings.qdb_table}")
+    sql.exec(f"DROP TABLE IF EXISTS {points_table(settings.qdb_table)}")
 
     result = {
         "benchmark": "consumer",

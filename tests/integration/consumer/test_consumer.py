@@ -13,7 +13,7 @@ from confluent_kafka import Consumer
 from histfill import stack as stack_mod
 from shared.codec import BatchCodec
 from shared.kafka import consumer_config
-from shared.qdb import QuestDBSQL
+from shared.qdb import QuestDBSQL, points_table
 from shared.settings import ConsumerSettings
 from tests.fake_registry import serve_registry
 from tests.helpers import wait_for
@@ -66,6 +66,47 @@ def test_both_topics_land_once_with_latest_values_in_redis(
         cached = redis_client.hgetall(f"{infra.redis_key_prefix}{address}")
         assert int(cached[b"ts"]) == newest_ts
         assert float(cached[b"value"]) == expected.values[0]
+    assert consumer.terminate() == 0
+
+
+def test_units_land_in_the_points_table_and_in_redis(
+    infra: ConsumerSettings,
+    producer: BatchProducer,
+    start_consumer: Callable[..., ConsumerProcess],
+    qdb: QuestDBSQL,
+    redis_client: redis.Redis,
+) -> None:
+    """A batch's unit is stored once per point (the points table, joined to the values) and in
+    the point's Redis hash; a point without a unit has none (null in the join, '' in Redis);
+    a changed unit replaces the old one."""
+    with_unit, without, changing = POINTS[:3]
+    producer.send(infra.topic_backfill, make_batch(with_unit, BASE_US, 50, unit="degF"))
+    producer.send(infra.topic_backfill, make_batch(without, BASE_US, 50))
+    producer.send(infra.topic_realtime, make_batch(changing, BASE_US, 50, unit="kW"))
+    producer.flush()
+    consumer = start_consumer()
+    wait_for_count(qdb, infra.qdb_table, 150)
+    units_table = points_table(infra.qdb_table)
+
+    def units() -> dict[str, str | None]:
+        rows = qdb.rows(
+            f"SELECT d.source_address, p.unit FROM {infra.qdb_table} d "
+            f"LEFT JOIN {units_table} p ON source_address "
+            f"WHERE d.ts = '2025-01-01T00:00:00Z'"
+        )
+        return dict(rows)
+
+    wait_for(lambda: units() == {with_unit: "degF", without: None, changing: "kW"})
+    producer.send(
+        infra.topic_realtime, make_batch(changing, BASE_US + 50 * MINUTE_US, 5, unit="MW")
+    )
+    producer.flush()
+    wait_for(lambda: units()[changing] == "MW")
+    assert qdb.scalar(f"SELECT count() FROM {units_table}") == 2  # one row per point with a unit
+    key = f"{infra.redis_key_prefix}{{}}".format
+    wait_for(lambda: redis_client.hget(key(changing), "unit") == b"MW")
+    assert redis_client.hget(key(with_unit), "unit") == b"degF"
+    assert redis_client.hget(key(without), "unit") == b""
     assert consumer.terminate() == 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pandas as pd
 import pytest
 from confluent_kafka import TopicPartition
@@ -11,6 +13,7 @@ from consumer.decode import LazyBatches, Poison, decode_message
 from consumer.latest_cache import newest_in, newest_per_point
 from consumer.loop import IngestLoop, _Pending
 from consumer.metrics import ConsumerMetrics
+from consumer.point_units import UnitTracker
 from consumer.questdb_sink import QuestDBSink, RejectReason, batches_to_frame
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
@@ -398,3 +401,61 @@ def test_poison_carries_the_codec_code_and_a_tombstone_is_empty_message() -> Non
     poison = decode_message(codec, _Tombstone("rt", 0, 2))  # type: ignore[arg-type]
     assert isinstance(poison, Poison)
     assert poison.code == DecodeReason.EMPTY_MESSAGE
+
+
+class _TableSender(_FakeSender):
+    """Records which table each request went to, and its frame."""
+
+    def __init__(self, requests: list[tuple[str, pd.DataFrame]]) -> None:
+        super().__init__([])
+        self.requests = requests
+
+    def dataframe(self, frame: pd.DataFrame, **kw: object) -> None:
+        super().dataframe(frame)
+        self.requests.append((str(kw["table_name"]), frame.copy()))
+
+
+def test_sink_writes_each_points_unit_once_after_its_values_and_again_when_it_changes() -> None:
+    """Units go to the points table, one upserted row per point, after the flush's values:
+    written when first seen or changed, never for a point without a unit."""
+    requests: list[tuple[str, pd.DataFrame]] = []
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    sink = QuestDBSink(
+        "http::addr=x:9000;",
+        "pd",
+        sender_factory=lambda _conf: _TableSender(requests),  # type: ignore[arg-type,return-value]
+        clock=lambda: moment,
+    )
+    sink.write([_batch("A", [1], [1.0], unit="kW"), _batch("B", [2], [2.0])])
+    sink.write([_batch("A", [3], [3.0], unit="kW"), _batch("C", [4], [4.0], unit="degF")])
+    sink.write([_batch("A", [5], [5.0], unit="MW")])
+    tables = [table for table, _ in requests]
+    assert tables == ["pd", "pd_points", "pd", "pd_points", "pd", "pd_points"]
+    rows = [
+        frame[["source_address", "unit", "connector"]].astype(str).values.tolist()
+        for table, frame in requests
+        if table == "pd_points"
+    ]
+    assert rows == [
+        [["A", "kW", "Simulator"]],
+        [["C", "degF", "Simulator"]],
+        [["A", "MW", "Simulator"]],
+    ]
+    units = requests[1][1]
+    assert units["ts"].iloc[0] == pd.Timestamp(0, tz="UTC")  # one row per point: upserted
+    assert units["updated"].iloc[0] == pd.Timestamp(moment)
+
+
+def test_unit_tracker_names_only_new_or_changed_units() -> None:
+    """A unit already written is not written again; a changed one is."""
+    tracker = UnitTracker()
+    assert tracker.changed({"A": ("kW", "pi")}) == {"A": ("kW", "pi")}
+    tracker.written({"A": ("kW", "pi")})
+    assert tracker.changed({"A": ("kW", "pi"), "B": ("V", "pi")}) == {"B": ("V", "pi")}
+    assert tracker.changed({"A": ("MW", "pi")}) == {"A": ("MW", "pi")}
+
+
+def test_newest_value_carries_the_batch_unit_or_empty() -> None:
+    """Redis's latest value of a point holds its unit ('' when the source gave none)."""
+    assert newest_in(_batch("A", [1, 2], [1.0, 2.0], unit="kW")).unit == "kW"  # type: ignore[union-attr]
+    assert newest_in(_batch("A", [1], [1.0])).unit == ""  # type: ignore[union-attr]
