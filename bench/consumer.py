@@ -39,7 +39,7 @@ from shared.batch import PointBatch  # noqa: E402
 from shared.bootstrap import ensure_infrastructure  # noqa: E402
 from shared.codec import BatchCodec  # noqa: E402
 from shared.kafka import consumer_config, producer_config  # noqa: E402
-from shared.qdb import QuestDBSQL  # noqa: E402
+from shared.qdb import QuestDBSQL, points_table  # noqa: E402
 from shared.settings import ConsumerSettings, load_settings  # noqa: E402
 
 MINUTE_US = 60_000_000
@@ -226,7 +226,7 @@ def main() -> None:
     settings = load_settings(ConsumerSettings, env)
     naive_topic, naive_table, naive_group = naive_names(settings)
     created = {  # all removed by cleanup() whatever happens; tests check that nothing stays
-        "tables": [settings.qdb_table, naive_table],
+        "tables": [settings.qdb_table, points_table(settings.qdb_table), naive_table],
         "topics": [
             settings.topic_realtime,
             settings.topic_backfill,

@@ -67,7 +67,7 @@ from bench.cleanup import cleanup
 from histfill import stack
 from producer.planner import parse_chunk_size
 from shared.bootstrap import ensure_infrastructure
-from shared.qdb import CREATE_POINT_TABLE, QuestDBSQL
+from shared.qdb import CREATE_POINT_TABLE, QuestDBSQL, points_table
 from shared.settings import ConsumerSettings, load_settings
 from simulators.data import TagCatalog, events, expected_count
 
@@ -761,7 +761,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ceiling = run_ceiling(work, conf, settings.qdb_http_url, ceiling_table, args)
     finally:
         if not args.keep:
-            cleanup(settings, sql, [settings.qdb_table, ceiling_table])
+            cleanup(
+                settings, sql, [settings.qdb_table, points_table(settings.qdb_table), ceiling_table]
+            )
         sql.close()
 
     ceiling_rate = ceiling["values_per_s"] if ceiling else None
@@ -813,7 +815,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "rss_mb": {"columns": run["rss"]["columns"], "samples": thin(run["rss"]["samples"])},
         },
         "chart": str(png),
-        "tables": [settings.qdb_table, ceiling_table],
+        "tables": [settings.qdb_table, points_table(settings.qdb_table), ceiling_table],
         "topics": [settings.topic_backfill, settings.topic_state],
         "kept": args.keep,
         "machine": {

@@ -14,7 +14,7 @@ from confluent_kafka import Message
 
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
-from shared.errors import DecodeError, SinkError
+from shared.errors import DecodeError, DecodeReason, SinkError
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,10 @@ class Poison:
     message: Message
     error_type: str
     reason: str
+    """Human-readable: the DLQ's ``histfill.error.message``."""
+    code: str
+    """A short stable code (a :class:`~shared.errors.DecodeReason`, or a QuestDB refusal's
+    :class:`~consumer.questdb_sink.RejectReason`): the DLQ's ``histfill.error.reason``."""
 
 
 def decode_message(codec: BatchCodec, message: Message) -> PointBatch | Poison:
@@ -34,13 +38,18 @@ def decode_message(codec: BatchCodec, message: Message) -> PointBatch | Poison:
     """
     value = message.value()
     if value is None:
-        return Poison(message, "EmptyMessage", "message has no value (tombstone)")
+        return Poison(
+            message,
+            "EmptyMessage",
+            "message has no value (tombstone)",
+            DecodeReason.EMPTY_MESSAGE,
+        )
     try:
         return codec.decode(value)
     except DecodeError as exc:
         if exc.retriable:
             raise
-        return Poison(message, type(exc).__name__, exc.reason)
+        return Poison(message, type(exc).__name__, exc.reason, exc.code)
 
 
 class LazyBatches(Sequence[PointBatch]):

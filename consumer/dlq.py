@@ -2,7 +2,10 @@
 
 Headers keep the original ones and add where the message came from and why it was refused:
 ``histfill.source.topic``, ``histfill.source.partition``, ``histfill.source.offset``,
-``histfill.error.type``, ``histfill.error.message``. The loop flushes the DLQ producer before it
+``histfill.error.type``, ``histfill.error.message`` and ``histfill.error.reason``: a short stable
+code (``unknown_fingerprint``, ``timestamp_out_of_range``, ...; see
+:class:`shared.errors.DecodeReason` and :class:`consumer.questdb_sink.RejectReason`) that a
+script can match on, where the message is for people. The loop flushes the DLQ producer before it
 commits the poison message's offset, so a refused message is never just dropped.
 """
 
@@ -32,7 +35,7 @@ class DeadLetterPublisher:
         if err is not None:
             self._failed.append(err)
 
-    def publish(self, message: Message, error_type: str, reason: str) -> None:
+    def publish(self, message: Message, error_type: str, reason: str, code: str) -> None:
         original = message.headers() or []
         headers: list[tuple[str, Any]] = list(
             original.items() if isinstance(original, dict) else original
@@ -43,6 +46,7 @@ class DeadLetterPublisher:
             (f"{HEADER_PREFIX}source.offset", str(message.offset())),
             (f"{HEADER_PREFIX}error.type", error_type),
             (f"{HEADER_PREFIX}error.message", reason[:4000]),
+            (f"{HEADER_PREFIX}error.reason", code),
         ]
         try:
             self._producer.produce(
@@ -62,6 +66,7 @@ class DeadLetterPublisher:
             partition=message.partition(),
             offset=message.offset(),
             error_type=error_type,
+            code=code,
             reason=reason[:300],
         )
 

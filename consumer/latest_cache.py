@@ -1,8 +1,9 @@
 """Redis latest-value cache: one hash per point, updated only by something newer.
 
 Key: ``<REDIS_KEY_PREFIX><source_address>`` (default ``histfill:latest:SINUSOID``), a hash with
-fields ``ts`` (microseconds since the epoch, UTC), ``value``, ``quality``, ``connector`` and
-``text``. Readers take ``HGETALL``.
+fields ``ts`` (microseconds since the epoch, UTC), ``value``, ``quality``, ``connector``,
+``text`` and ``unit`` (the point's engineering unit, empty when the source gave none). Readers
+take ``HGETALL``.
 
 Each flush updates every point once (its newest value in the flush, found per batch when the
 batch is polled), never once per value, and
@@ -26,19 +27,20 @@ from shared.errors import SinkError
 
 log = structlog.get_logger(__name__)
 
-FIELDS_PER_KEY = 5
+FIELDS_PER_KEY = 6
 
 # KEYS[i] is a point's hash; ARGV holds FIELDS_PER_KEY values per key, in order:
-# ts, value, quality, connector, text. Returns how many hashes changed.
+# ts, value, quality, connector, text, unit. Returns how many hashes changed.
 _NEWER_WINS = """
 local changed = 0
 for i, key in ipairs(KEYS) do
-  local base = (i - 1) * 5
+  local base = (i - 1) * 6
   local ts = tonumber(ARGV[base + 1])
   local current = redis.call('HGET', key, 'ts')
   if (not current) or tonumber(current) <= ts then
     redis.call('HSET', key, 'ts', ARGV[base + 1], 'value', ARGV[base + 2],
-               'quality', ARGV[base + 3], 'connector', ARGV[base + 4], 'text', ARGV[base + 5])
+               'quality', ARGV[base + 3], 'connector', ARGV[base + 4], 'text', ARGV[base + 5],
+               'unit', ARGV[base + 6])
     changed = changed + 1
   end
 end
@@ -59,6 +61,7 @@ class Latest:
     quality: int
     connector: str
     text: str
+    unit: str = ""
 
 
 def newest_in(batch: PointBatch) -> Latest | None:
@@ -74,6 +77,7 @@ def newest_in(batch: PointBatch) -> Latest | None:
         int(batch.quality[i]),
         batch.connector,
         batch.texts[i] if batch.texts is not None else "",
+        batch.unit or "",
     )
 
 
@@ -115,7 +119,14 @@ class LatestValueCache:
                 part = latest[start : start + _KEYS_PER_CALL]
                 args: list[str | int | float] = []
                 for item in part:
-                    args += [item.ts_us, repr(item.value), item.quality, item.connector, item.text]
+                    args += [
+                        item.ts_us,
+                        repr(item.value),
+                        item.quality,
+                        item.connector,
+                        item.text,
+                        item.unit,
+                    ]
                 changed += int(
                     self._script(keys=[self.key(i.source_address) for i in part], args=args)
                 )

@@ -334,7 +334,8 @@ class IngestLoop:
             "questdb", lambda: self._sink.write(batches, pending.values), SinkError, retry
         )
         poisons = pending.poisons + [
-            Poison(pending.batch_messages[r.index], "QuestDBRejected", r.reason) for r in rejections
+            Poison(pending.batch_messages[r.index], "QuestDBRejected", r.reason, r.code)
+            for r in rejections
         ]
         refused = frozenset(r.index for r in rejections)
         newest = [n for i, n in enumerate(pending.newest) if i not in refused]
@@ -367,7 +368,7 @@ class IngestLoop:
 
     def _dead_letter(self, poisons: Sequence[Poison]) -> None:
         for p in poisons:
-            self._dlq.publish(p.message, p.error_type, p.reason)
+            self._dlq.publish(p.message, p.error_type, p.reason, p.code)
         self._dlq.flush()
         for p in poisons:
             self._metrics.dead_letters.labels(p.error_type).inc()

@@ -19,6 +19,8 @@ When QuestDB refuses a flush because of the data (not because it is down), the s
 batches again in batch-aligned requests and bisects those it refuses, so the loop can send
 exactly those batches to the dead-letter topic and write the rest. Re-sending rows already
 accepted is harmless: the table's dedup keys turn it into upserts of the same rows.
+
+Units go to the points table beside it, a row per point (see :mod:`consumer.point_units`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -34,8 +38,10 @@ import pandas as pd
 import structlog
 from questdb import QuestDBError, Sender
 
+from consumer.point_units import POINTS_SYMBOLS, Units, UnitTracker, units_frame
 from shared.batch import PointBatch
 from shared.errors import SinkError
+from shared.qdb import points_table
 
 log = structlog.get_logger(__name__)
 
@@ -59,12 +65,31 @@ class RejectedError(SinkError):
     retriable = False
 
 
+class RejectReason(StrEnum):
+    """Why QuestDB refused a batch: the dead-letter topic's ``histfill.error.reason`` for it."""
+
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+    """A timestamp QuestDB cannot store (before 1970-01-01: its timestamps are unsigned)."""
+    QUESTDB_REJECTED = "questdb_rejected"
+    """Any other refusal of the rows themselves; ``histfill.error.message`` has QuestDB's words."""
+
+
 @dataclass(frozen=True)
 class Rejection:
     """One batch QuestDB refused, with its reason (destined for the dead-letter topic)."""
 
     index: int
     reason: str
+    code: RejectReason = RejectReason.QUESTDB_REJECTED
+
+
+def _rejection_code(batch: PointBatch) -> RejectReason:
+    """What about a refused batch QuestDB could not take, judged from its data (the client
+    reports a negative timestamp only as a generic BadDataFrame)."""
+    stamps = batch.timestamps_us
+    if len(stamps) and int(stamps.min()) < 0:
+        return RejectReason.TIMESTAMP_OUT_OF_RANGE
+    return RejectReason.QUESTDB_REJECTED
 
 
 def _is_data_error(exc: QuestDBError) -> bool:
@@ -94,6 +119,7 @@ class _Columns:
     address_names: pd.Index
     connector_names: pd.Index
     request_names: pd.Index
+    units: Units
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -137,6 +163,7 @@ def _columns(batches: Iterable[PointBatch], total: int, time_ordered: bool) -> _
     addresses: dict[str, int] = {}
     connectors: dict[str, int] = {}
     requests: dict[str, int] = {}
+    units: dict[str, tuple[str, str]] = {}
     addr_codes: list[int] = []
     conn_codes: list[int] = []
     req_codes: list[int] = []
@@ -159,6 +186,8 @@ def _columns(batches: Iterable[PointBatch], total: int, time_ordered: bool) -> _
         req_codes.append(
             -1 if b.request_id is None else requests.setdefault(b.request_id, len(requests))
         )
+        if b.unit:
+            units[b.source_address] = (b.unit, b.connector)
         lengths.append(n)
         at += n
     if at != total:
@@ -184,6 +213,7 @@ def _columns(batches: Iterable[PointBatch], total: int, time_ordered: bool) -> _
         address_names=pd.Index(list(addresses)),
         connector_names=pd.Index(list(connectors)),
         request_names=pd.Index(list(requests)),
+        units=units,
     )
 
 
@@ -208,6 +238,7 @@ class QuestDBSink:
         sender_factory: Callable[[str], Sender] = Sender.from_conf,
         request_rows: int = 125_000,
         request_bytes: int = 12 * 2**20,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.request_rows = request_rows
         self.request_bytes = request_bytes
@@ -221,10 +252,18 @@ class QuestDBSink:
         )
         self._conf = f"{conf.split('::', 1)[0]}::{params};auto_flush=off;"
         self._table = table
+        self._points_table = points_table(table)
+        self._units = UnitTracker()
+        self._clock = clock
         self._factory = sender_factory
         self._sender: Sender | None = None
 
-    def _send(self, frame: pd.DataFrame) -> None:
+    def _send(
+        self,
+        frame: pd.DataFrame,
+        table: str | None = None,
+        symbols: Sequence[str] = ("source_address", "connector", "request_id"),
+    ) -> None:
         """One ILP/HTTP request: one QuestDB transaction, all of its rows or none."""
         if self._sender is None:
             sender = self._factory(self._conf)
@@ -234,11 +273,11 @@ class QuestDBSink:
         try:
             sender.dataframe(
                 frame,
-                table_name=self._table,
-                symbols=[c for c in ("source_address", "connector", "request_id") if c in frame],
+                table_name=table or self._table,
+                symbols=[c for c in symbols if c in frame],
                 at="ts",
             )
-            if len(frame):
+            if len(frame) and table is None:
                 self._bytes_per_row = len(sender) / len(frame)
             sender.flush()
         except QuestDBError:
@@ -278,6 +317,7 @@ class QuestDBSink:
                 stop = start + self._rows_per_request()
                 self._send(columns.frame(start, stop))
                 start = stop
+            self._write_units(columns.units)
             return []
         except QuestDBError as exc:
             if not _is_data_error(exc):
@@ -297,10 +337,36 @@ class QuestDBSink:
             # recreated without our layout), not poison: dead-lettering would empty the stream
             # into the DLQ. Retry instead, loudly, until an operator fixes the table.
             raise SinkError(f"QuestDB refuses every batch of the flush: {rejections[0].reason}")
+        refused = {r.index for r in rejections}
+        self._write_units(
+            {
+                b.source_address: (b.unit, b.connector)
+                for i, b in enumerate(batches)
+                if b.unit and i not in refused
+            }
+        )
         return rejections
 
+    def _write_units(self, units: Units) -> None:
+        """Upsert the points' rows whose unit this process has not written yet (or changed).
+
+        After the values: a unit row never describes values QuestDB did not take. A refusal of
+        these rows (not expected: they are a few symbols) costs the units, never the values.
+        """
+        fresh = self._units.changed(units)
+        if not fresh:
+            return
+        try:
+            self._send(units_frame(fresh, self._clock()), self._points_table, POINTS_SYMBOLS)
+        except QuestDBError as exc:
+            if not _is_data_error(exc):
+                raise SinkError(f"QuestDB write failed: {exc}") from exc
+            log.warning("questdb_refused_units", error=str(exc)[:300], points=len(fresh))
+            return
+        self._units.written(fresh)
+
     def _write_group(self, batches: Sequence[PointBatch], offset: int) -> list[Rejection]:
-        return [Rejection(r.index + offset, r.reason) for r in self._write_bisect(batches)]
+        return [Rejection(r.index + offset, r.reason, r.code) for r in self._write_bisect(batches)]
 
     def _write_bisect(self, batches: Sequence[PointBatch]) -> list[Rejection]:
         if not batches:
@@ -312,12 +378,13 @@ class QuestDBSink:
             if not _is_data_error(exc):
                 raise SinkError(f"QuestDB write failed: {exc}") from exc
             if len(batches) == 1:
-                return [Rejection(0, f"{getattr(exc.code, 'name', exc.code)}: {exc}")]
+                reason = f"{getattr(exc.code, 'name', exc.code)}: {exc}"
+                return [Rejection(0, reason, _rejection_code(batches[0]))]
         # Bisect to find the refused batches; each half is its own transaction.
         middle = len(batches) // 2
         left = self._write_bisect(batches[:middle])
         right = self._write_bisect(batches[middle:])
-        return left + [Rejection(r.index + middle, r.reason) for r in right]
+        return left + [Rejection(r.index + middle, r.reason, r.code) for r in right]
 
     def close(self) -> None:
         if self._sender is not None:

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -411,9 +412,43 @@ SERVICES: tuple[Service, ...] = (
 
 # ---------------------------------------------------------------------------- process control
 
-# Processes started by this interpreter. Holding them keeps Popen from warning, at garbage
-# collection, that a child it never waited for is still running: these are meant to outlive us.
-_CHILDREN: list[subprocess.Popen[bytes]] = []
+# A service outlives the interpreter that starts it (`histfill stack up` exits at once; a test
+# session that restarted QuestDB leaves it for the next). As our child it would be a Popen never
+# waited for: Python reports each at exit ("ResourceWarning: subprocess N is still running"),
+# and one that died while we ran would stay a zombie. So a launcher starts it in its own session
+# (its pid is its process group, which `down` signals) and exits: the service is reparented to
+# init, which reaps it, and nothing of it is left in this interpreter.
+_LAUNCHER = """
+import os, sys
+log = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+null = os.open(os.devnull, os.O_RDONLY)
+io = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, log, 1), (os.POSIX_SPAWN_DUP2, log, 2)]
+print(os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ, file_actions=io, setsid=True))
+"""
+
+
+def _spawn_detached(argv: list[str], log_path: Path, cwd: Path, env: Mapping[str, str]) -> int:
+    """Start ``argv`` detached from this process (see above); returns its pid."""
+    launched = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, str(log_path), *argv],
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if launched.returncode != 0:
+        raise StackError(f"could not start {argv[0]}: {launched.stderr.strip()[-2000:]}")
+    return int(launched.stdout)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _write_pid(paths: StackPaths, name: str, pid: int) -> None:
@@ -482,29 +517,29 @@ def start_service(service: Service, paths: StackPaths, timeout: float = 120) -> 
         )
     service.prepare(paths)
     log_path = paths.logs / f"{service.name}.out"
-    with log_path.open("ab") as out:
-        process = subprocess.Popen(
-            service.command(paths),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: `down` stops it and its children
-            cwd=paths.root,
-            env={**os.environ, **service.env},
-        )
-    _write_pid(paths, service.name, process.pid)
-    _CHILDREN.append(process)  # outlives this call; `down` stops it by pid (also across runs)
+    pid = _spawn_detached(
+        service.command(paths), log_path, paths.root, {**os.environ, **service.env}
+    )
+    try:
+        _write_pid(paths, service.name, pid)
+    except psutil.Error as exc:  # it exited at once
+        raise StackError(
+            f"{service.name} exited right after starting; last lines of {log_path}:\n"
+            f"{_tail(log_path)}"
+        ) from exc
     started = time.monotonic()
-    if not wait_until(service.ready, timeout, alive=lambda: process.poll() is None):
+    if not wait_until(service.ready, timeout, alive=lambda: _running(pid)):
+        running = _running(pid)
         stop_service(service.name, paths)
         raise StackError(
             f"{service.name} did not become ready within {timeout:.0f}s "
-            f"(exit code {process.poll()}); last lines of {log_path}:\n{_tail(log_path)}"
+            f"({'still running' if running else 'it exited'}); last lines of {log_path}:\n"
+            f"{_tail(log_path)}"
         )
     log.info(
         "stack_service_started",
         service=service.name,
-        pid=process.pid,
+        pid=pid,
         seconds=round(time.monotonic() - started, 1),
     )
     return "started"

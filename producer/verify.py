@@ -235,7 +235,9 @@ class Verifier:
                 )
             )
         result = ChunkResult(chunk, tuple(results))
-        log.info(
+        # DEBUG: one line per chunk is hundreds of lines between a run's progress and its
+        # summary; the summary (render) lists every failed point and chunk anyway.
+        log.debug(
             "verify_chunk",
             chunk=chunk.index,
             chunk_start=_when(chunk.start_us),

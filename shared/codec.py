@@ -17,7 +17,9 @@ Two framings, told apart by the first byte so a consumer reads both during a mig
 
 Writers write the newest schema version; readers always read with the newest, so older messages
 are resolved by Avro schema evolution (a v1 message decodes with ``unit=None``). Every decoding
-failure is a :class:`~shared.errors.DecodeError` carrying the original bytes, ready for the DLQ.
+failure is a :class:`~shared.errors.DecodeError` carrying the original bytes, ready for the DLQ,
+and a :class:`~shared.errors.DecodeReason` code saying which stage refused them: the framing, the
+writer schema, the Avro body, or the columns it holds.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from shared.batch import PointBatch
-from shared.errors import ConfigError, DecodeError, HistfillError
+from shared.errors import ConfigError, DecodeError, DecodeReason, HistfillError
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -85,6 +88,9 @@ class RegistryUnavailableError(DecodeError):
     """
 
     retriable = True
+
+    def __init__(self, reason: str, raw: bytes) -> None:
+        super().__init__(reason, raw, DecodeReason.REGISTRY_UNAVAILABLE)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -183,14 +189,49 @@ class _ReadPlan:
     defaults: tuple[tuple[str, object], ...] = ()
 
     @classmethod
-    def between(cls, writer: WireSchema, reader: WireSchema) -> _ReadPlan:
+    def between(cls, writer: WireSchema, reader: WireSchema, raw: bytes) -> _ReadPlan:
+        """The plan, or a FIELD_MISSING DecodeError (about ``raw``) when no plan can exist."""
         if writer.fingerprint == reader.fingerprint:
             return cls(None)
+        missing_required = _required_fields_missing(writer.parsed, reader.parsed)
+        if missing_required:
+            raise DecodeError(
+                f"the writer schema lacks field(s) {missing_required} that have no default",
+                raw,
+                DecodeReason.FIELD_MISSING,
+            )
         try:
             missing = _defaulted_fields(writer.parsed, reader.parsed)
         except Exception:  # noqa: BLE001  # any doubt: full Avro resolution is always correct
             missing = None
         return cls(reader.parsed) if missing is None else cls(None, missing)
+
+
+def _required_fields_missing(w: Schema, r: Schema) -> list[str]:
+    """The reader's fields without a default that the writer has under no name or alias.
+
+    Checked before resolving, so a missing field is told apart from other schema mismatches
+    by the schemas themselves, not by fastavro's message.
+    """
+    if not isinstance(w, dict) or not isinstance(r, dict) or "fields" not in w:
+        return []
+    written = {f["name"] for f in w["fields"]}
+    return [
+        f["name"]
+        for f in r.get("fields", [])
+        if "default" not in f and not ({f["name"], *f.get("aliases", [])} & written)
+    ]
+
+
+def _body_failure(exc: Exception) -> DecodeReason:
+    """The code of an exception fastavro raised reading a body (by its class)."""
+    if isinstance(exc, EOFError):
+        return DecodeReason.TRUNCATED_BODY
+    if isinstance(exc, UnicodeDecodeError):
+        return DecodeReason.INVALID_UTF8
+    if isinstance(exc, SchemaResolutionError):
+        return DecodeReason.SCHEMA_MISMATCH
+    return DecodeReason.MALFORMED_BODY
 
 
 def _defaulted_fields(w: Schema, r: Schema) -> tuple[tuple[str, object], ...] | None:
@@ -334,39 +375,67 @@ class BatchCodec:
         """
         raw = data if type(data) is bytes else bytes(data)
         try:
-            writer, offset = self._writer_of(raw)
-            body = io.BytesIO(raw)
-            body.seek(offset)
-            plan = self._plans.get(writer.fingerprint)
-            if plan is None:
-                plan = self._plans[writer.fingerprint] = _ReadPlan.between(writer, self._reader)
-            record = schemaless_reader(body, writer.parsed, plan.reader)
-            for name, default in plan.defaults:
-                record.setdefault(name, default)  # type: ignore[union-attr]
-            if body.tell() != len(raw):
-                raise DecodeError(
-                    f"{len(raw) - body.tell()} trailing bytes after the Avro body", raw
-                )
-            return _to_batch(record)  # type: ignore[arg-type]  # a record schema reads as a dict
+            return self._decode(raw)
         except DecodeError:
             raise
         except Exception as exc:
+            # Each stage below translates the failures it expects; this is the net that lets a
+            # consumer route anything else to the DLQ with one except clause too.
+            raise DecodeError(
+                f"undecodable batch: {type(exc).__name__}: {exc}", raw, DecodeReason.MALFORMED_BODY
+            ) from exc
+
+    def _decode(self, raw: bytes) -> PointBatch:
+        writer, offset = self._writer_of(raw)
+        plan = self._plans.get(writer.fingerprint)
+        if plan is None:
+            plan = self._plans[writer.fingerprint] = _ReadPlan.between(writer, self._reader, raw)
+        body = io.BytesIO(raw)
+        body.seek(offset)
+        try:
+            record = schemaless_reader(body, writer.parsed, plan.reader)
+        except Exception as exc:
             # fastavro raises EOFError, ValueError, UnicodeDecodeError, IndexError, its own
-            # SchemaResolutionError...; PointBatch raises ValueError for unequal arrays. A consumer
-            # must be able to route all of them to the DLQ with one except clause.
-            raise DecodeError(f"undecodable batch: {type(exc).__name__}: {exc}", raw) from exc
+            # SchemaResolutionError...: the class says which (see _body_failure)
+            raise DecodeError(
+                f"undecodable Avro body: {type(exc).__name__}: {exc}", raw, _body_failure(exc)
+            ) from exc
+        for name, default in plan.defaults:
+            record.setdefault(name, default)  # type: ignore[union-attr]
+        if body.tell() != len(raw):
+            raise DecodeError(
+                f"{len(raw) - body.tell()} trailing bytes after the Avro body",
+                raw,
+                DecodeReason.TRAILING_BYTES,
+            )
+        try:
+            return _to_batch(record)  # type: ignore[arg-type]  # a record schema reads as a dict
+        except KeyError as exc:
+            raise DecodeError(
+                f"the record has no field {exc}", raw, DecodeReason.FIELD_MISSING
+            ) from exc
+        except ValueError as exc:
+            # np.frombuffer on a packed column that is not 8n bytes; PointBatch on unequal columns
+            raise DecodeError(
+                f"not a batch: {exc}", raw, DecodeReason.COLUMN_LENGTH_MISMATCH
+            ) from exc
 
     def _writer_of(self, raw: bytes) -> tuple[WireSchema, int]:
         """The writer schema named by the framing, and where the Avro body starts."""
         if raw[:2] == SINGLE_OBJECT_MAGIC:
             if len(raw) < _SINGLE_OBJECT_HEADER_LEN:
-                raise DecodeError(f"truncated single-object header ({len(raw)} bytes)", raw)
+                raise DecodeError(
+                    f"truncated single-object header ({len(raw)} bytes)",
+                    raw,
+                    DecodeReason.TRUNCATED_HEADER,
+                )
             digest = raw[2:_SINGLE_OBJECT_HEADER_LEN]
             writer = self.store.by_fingerprint(digest)
             if writer is None:
                 raise DecodeError(
                     f"unknown schema fingerprint {digest.hex()} (not in {self.store.directory})",
                     raw,
+                    DecodeReason.UNKNOWN_FINGERPRINT,
                 )
             return writer, _SINGLE_OBJECT_HEADER_LEN
         if raw[:1] == CONFLUENT_MAGIC:
@@ -375,13 +444,27 @@ class BatchCodec:
                     "Confluent-framed message (magic byte 0x00) but no schema registry is "
                     "configured to resolve its schema id",
                     raw,
+                    DecodeReason.NO_SCHEMA_REGISTRY,
                 )
             if len(raw) < _CONFLUENT_HEADER_LEN:
-                raise DecodeError(f"truncated Confluent header ({len(raw)} bytes)", raw)
+                raise DecodeError(
+                    f"truncated Confluent header ({len(raw)} bytes)",
+                    raw,
+                    DecodeReason.TRUNCATED_HEADER,
+                )
             schema_id = int.from_bytes(raw[1:5], "big")
             return self._schema_by_id(self._registry, schema_id, raw), _CONFLUENT_HEADER_LEN
-        magic = raw[:2].hex() or "nothing"
-        raise DecodeError(f"unknown framing: starts with {magic}, expected c301 or 00", raw)
+        if not raw:
+            raise DecodeError("empty message (zero bytes)", raw, DecodeReason.EMPTY_MESSAGE)
+        if SINGLE_OBJECT_MAGIC.startswith(raw):
+            raise DecodeError(
+                "truncated single-object header (1 byte)", raw, DecodeReason.TRUNCATED_HEADER
+            )
+        raise DecodeError(
+            f"unknown framing: starts with {raw[:2].hex()}, expected c301 or 00",
+            raw,
+            DecodeReason.BAD_MAGIC_BYTE,
+        )
 
     def _schema_by_id(
         self, registry: SchemaRegistryClient, schema_id: int, raw: bytes
@@ -393,7 +476,11 @@ class BatchCodec:
             schema_text = registry.get_schema(schema_id).schema_str
         except Exception as exc:
             if getattr(exc, "http_status_code", None) == 404:
-                raise DecodeError(f"schema id {schema_id} unknown to the registry", raw) from exc
+                raise DecodeError(
+                    f"schema id {schema_id} unknown to the registry",
+                    raw,
+                    DecodeReason.UNKNOWN_SCHEMA_ID,
+                ) from exc
             # Down, overloaded or refusing our credentials: the bytes are not at fault, so do
             # not send them to the DLQ (where every message would follow them).
             raise RegistryUnavailableError(
@@ -405,7 +492,9 @@ class BatchCodec:
             schema = self.store.resolve(schema_text)
         except Exception as exc:
             raise DecodeError(
-                f"registry schema id {schema_id} is not valid Avro: {exc}", raw
+                f"registry schema id {schema_id} is not valid Avro: {exc}",
+                raw,
+                DecodeReason.INVALID_WRITER_SCHEMA,
             ) from exc
         self._schemas_by_id[schema_id] = schema
         return schema
@@ -476,5 +565,9 @@ class BatchDeserializer:
 
     def __call__(self, data: bytes | None, ctx: SerializationContext | None = None) -> PointBatch:
         if data is None:
-            raise DecodeError("message has no value (a tombstone is not a batch)", b"")
+            raise DecodeError(
+                "message has no value (a tombstone is not a batch)",
+                b"",
+                DecodeReason.EMPTY_MESSAGE,
+            )
         return self._codec.decode(data)

@@ -37,6 +37,24 @@ CREATE TABLE IF NOT EXISTS {table} (
 DEDUP UPSERT KEYS(ts, source_address)
 """
 
+# One row per point: its engineering unit as the source last gave it (see consumer.point_units).
+# ts is always the epoch, so the dedup keys make every write an upsert of the point's one row.
+CREATE_POINTS_TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+    ts TIMESTAMP,
+    source_address SYMBOL CAPACITY 65536 CACHE,
+    unit SYMBOL CAPACITY 1024 CACHE,
+    connector SYMBOL CAPACITY 16 CACHE,
+    updated TIMESTAMP
+) TIMESTAMP(ts) PARTITION BY YEAR WAL
+DEDUP UPSERT KEYS(ts, source_address)
+"""
+
+
+def points_table(table: str) -> str:
+    """The per-point table beside a value table: ``point_data`` -> ``point_data_points``."""
+    return f"{table}_points"
+
 
 class QuestDBSQL:
     """SQL over QuestDB's HTTP ``/exec`` endpoint (DDL, checks, counts)."""
@@ -128,8 +146,15 @@ def inspect_table(sql: QuestDBSQL, table: str) -> TableCheck | None:
 
 
 def ensure_point_table(sql: QuestDBSQL, table: str) -> TableCheck:
-    """Create the table if missing; refuse (SchemaMismatchError) one without the dedup keys."""
-    sql.exec(CREATE_POINT_TABLE.format(table=table))
+    """Create the table, and its points table, if missing; refuse (SchemaMismatchError) either
+    without the dedup keys. A table made before the points table existed gets it here."""
+    check = _ensure(sql, table, CREATE_POINT_TABLE)
+    _ensure(sql, points_table(table), CREATE_POINTS_TABLE)
+    return check
+
+
+def _ensure(sql: QuestDBSQL, table: str, create: str) -> TableCheck:
+    sql.exec(create.format(table=table))
     check = inspect_table(sql, table)
     if check is None:  # pragma: no cover - CREATE just succeeded
         raise SinkError(f"table {table} is missing right after CREATE TABLE")

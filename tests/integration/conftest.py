@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 
 from histfill import stack as stack_mod
 from shared.kafka import base_config
-from shared.qdb import QuestDBSQL
+from shared.qdb import QuestDBSQL, points_table
 from shared.settings import ConsumerSettings, load_settings
 
 
@@ -59,6 +59,7 @@ def qdb(settings: ConsumerSettings) -> Iterator[QuestDBSQL]:
     with QuestDBSQL.from_settings(settings) as sql:
         yield sql
         sql.exec(f"DROP TABLE IF EXISTS {settings.qdb_table}")
+        sql.exec(f"DROP TABLE IF EXISTS {points_table(settings.qdb_table)}")
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_tiny_run_measures_and_leaves_nothing_behind(stack: None, tmp_path: Path
     assert r["naive_row_per_value"]["values"] == 2000
     assert len(r["topics"]) == 5
     assert len(r["groups"]) == 2
-    assert len(r["tables"]) == 2
+    assert len(r["tables"]) == 3
 
     settings = load_settings(ConsumerSettings)
     admin = AdminClient(base_config(settings))

@@ -8,7 +8,13 @@ import pytest
 from questdb import Sender
 
 from shared.errors import SchemaMismatchError
-from shared.qdb import QuestDBSQL, ensure_point_table, inspect_table
+from shared.qdb import (
+    CREATE_POINT_TABLE,
+    QuestDBSQL,
+    ensure_point_table,
+    inspect_table,
+    points_table,
+)
 from shared.settings import ConsumerSettings
 from tests.helpers import wait_for
 
@@ -89,3 +95,17 @@ def test_table_without_dedup_keys_is_refused(settings: ConsumerSettings, qdb: Qu
     )
     with pytest.raises(SchemaMismatchError, match=r"dedup upsert keys are none.*stored twice"):
         ensure_point_table(qdb, settings.qdb_table)
+
+
+def test_an_existing_table_gets_its_points_table(
+    settings: ConsumerSettings, qdb: QuestDBSQL
+) -> None:
+    """A point table made before units were stored keeps working: start-up adds the points
+    table beside it (one upserted row per point: dedup keys on the epoch and the address)."""
+    qdb.exec(CREATE_POINT_TABLE.format(table=settings.qdb_table))
+    assert inspect_table(qdb, points_table(settings.qdb_table)) is None
+    ensure_point_table(qdb, settings.qdb_table)
+    check = inspect_table(qdb, points_table(settings.qdb_table))
+    assert check is not None
+    assert check.problems() == []
+    assert check.designated_timestamp == "ts"

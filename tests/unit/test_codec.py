@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import socket
 import struct
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -33,7 +28,9 @@ from shared.codec import (
     RegistryUnavailableError,
     SchemaStore,
 )
-from shared.errors import ConfigError, DecodeError
+from shared.errors import ConfigError, DecodeError, DecodeReason
+from tests.fake_registry import FakeRegistry, serve_registry
+from tests.poison import local_poison, registry_poison
 
 FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -401,71 +398,11 @@ def test_deserializer_refuses_a_tombstone(codec: BatchCodec) -> None:
 # -- Confluent Schema Registry framing ------------------------------------------------------------
 
 
-@dataclass
-class FakeRegistry:
-    """What the tiny registry knows and which requests it served."""
-
-    url: str
-    schemas: list[str] = field(default_factory=list)
-    subjects: dict[str, list[int]] = field(default_factory=dict)
-    requests: list[tuple[str, str]] = field(default_factory=list)
-
-
-class _RegistryHandler(BaseHTTPRequestHandler):
-    """The few Schema Registry REST endpoints the confluent-kafka client calls."""
-
-    state: FakeRegistry
-
-    def do_POST(self) -> None:
-        path = urlsplit(self.path).path
-        self.state.requests.append(("POST", path))
-        match = re.fullmatch(r"/subjects/([^/]+)/versions", path)
-        if match is None:
-            self._reply(404, {"error_code": 404, "message": "not found"})
-            return
-        schema = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["schema"]
-        if schema not in self.state.schemas:
-            self.state.schemas.append(schema)
-        schema_id = self.state.schemas.index(schema) + 1
-        self.state.subjects.setdefault(match.group(1), []).append(schema_id)
-        self._reply(200, {"id": schema_id})
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        self.state.requests.append(("GET", path))
-        match = re.fullmatch(r"/schemas/ids/(\d+)", path)
-        if match is None or not 0 < int(match.group(1)) <= len(self.state.schemas):
-            self._reply(404, {"error_code": 40403, "message": "Schema not found"})
-            return
-        self._reply(200, {"schema": self.state.schemas[int(match.group(1)) - 1]})
-
-    def _reply(self, status: int, body: object) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep the test output quiet."""
-
-
 @pytest.fixture
 def registry() -> Iterator[FakeRegistry]:
     """A real HTTP Schema Registry stand-in on 127.0.0.1, one per test."""
-    state = FakeRegistry("")
-    handler = type("Handler", (_RegistryHandler,), {"state": state})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with serve_registry() as state:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def test_confluent_round_trip_registers_once_and_fetches_once(registry: FakeRegistry) -> None:
@@ -540,3 +477,53 @@ def test_unreachable_registry_is_a_retriable_decode_error() -> None:
         assert reg.value.retriable
     finally:
         client.close()
+
+
+# -- why a message is refused ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", list(local_poison(BatchCodec())))
+def test_each_kind_of_poison_is_refused_with_its_own_code(
+    codec: BatchCodec, code: DecodeReason
+) -> None:
+    """Each stage's failure (framing, writer schema, Avro body, columns) has a stable code."""
+    data = local_poison(codec)[code]
+    with pytest.raises(DecodeError) as info:
+        codec.decode(data)
+    assert (info.value.code, info.value.raw) == (code, data)
+    assert not info.value.retriable
+
+
+def test_writer_schemas_the_reader_cannot_use_are_refused_with_their_own_code(
+    registry: FakeRegistry,
+) -> None:
+    """Through a registry: a writer schema without a required field, with a field of another
+    type, that is not Avro, or an unknown id: each has its code, and none is retried."""
+    with BatchCodec(registry=registry.url) as consumer:
+        poison = registry_poison(consumer, registry)
+        assert set(poison) == {
+            DecodeReason.FIELD_MISSING,
+            DecodeReason.SCHEMA_MISMATCH,
+            DecodeReason.INVALID_WRITER_SCHEMA,
+            DecodeReason.UNKNOWN_SCHEMA_ID,
+        }
+        for code, data in poison.items():
+            with pytest.raises(DecodeError) as info:
+                consumer.decode(data)
+            assert (info.value.code, info.value.retriable) == (code, False), info.value.reason
+
+
+def test_a_tombstone_and_an_unreachable_registry_have_their_codes() -> None:
+    """No value is EMPTY_MESSAGE; a registry that cannot be asked is REGISTRY_UNAVAILABLE."""
+    with pytest.raises(DecodeError) as empty:
+        BatchDeserializer(BatchCodec())(None, None)
+    assert empty.value.code is DecodeReason.EMPTY_MESSAGE
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with (
+        BatchCodec(registry=f"http://127.0.0.1:{port}") as consumer,
+        pytest.raises(RegistryUnavailableError) as down,
+    ):
+        consumer.decode(b"\x00\x00\x00\x00\x07\x02p")
+    assert (down.value.code, down.value.retriable) == (DecodeReason.REGISTRY_UNAVAILABLE, True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -72,3 +74,46 @@ def test_stop_never_signals_a_process_that_reused_a_stale_pid(tmp_path: Path) ->
         if other.poll() is None:
             other.kill()
             other.wait()
+
+
+_STARTER = """
+import itertools, sys
+from pathlib import Path
+from histfill import stack
+paths = stack.StackPaths(root=Path(sys.argv[1]))
+for folder in (paths.run, paths.logs):
+    folder.mkdir(parents=True, exist_ok=True)
+asked = itertools.count()
+sleeper = stack.Service("sleeper", int(sys.argv[2]), lambda _p: ["sleep", "60"],
+                        lambda: next(asked) > 0)  # not running at first, then ready
+print(stack.start_service(sleeper, paths, timeout=10))
+"""
+
+
+def test_a_started_service_outlives_its_starter_without_a_resource_warning(
+    tmp_path: Path,
+) -> None:
+    """An interpreter that starts a service and exits (`histfill stack up`, or a test session
+    that restarted QuestDB) leaves it running without Python's "subprocess N is still running"
+    ResourceWarning at exit; the service is still stopped by its pid file."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # a port nothing listens on once closed
+    done = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-c", _STARTER, str(tmp_path), str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    paths = stack.StackPaths(root=tmp_path)
+    try:
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1] == "started"
+        assert "ResourceWarning" not in done.stderr
+        assert "still running" not in done.stderr
+        pid = int(paths.pid_file("sleeper").read_text().split()[0])
+        assert psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    finally:
+        stopped = stack.stop_service("sleeper", paths, timeout=10)
+    assert stopped is True

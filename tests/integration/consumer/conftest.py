@@ -35,12 +35,18 @@ def make_batch(
     connector: str = "Simulator",
     step_us: int = MINUTE_US,
     request_id: str | None = None,
+    unit: str | None = None,
 ) -> PointBatch:
     """A deterministic slice: value = minute index + a per-point offset."""
     ts = start_us + np.arange(n, dtype=np.int64) * step_us
     offset = float(sum(address.encode()) % 97)
     return PointBatch.from_columns(
-        address, connector, ts, (ts - BASE_US) / MINUTE_US + offset, request_id=request_id
+        address,
+        connector,
+        ts,
+        (ts - BASE_US) / MINUTE_US + offset,
+        request_id=request_id,
+        unit=unit,
     )
 
 
@@ -57,7 +63,7 @@ class BatchProducer:
         self._producer.poll(0)
         self.values += len(batch)
 
-    def send_raw(self, topic: str, value: bytes, key: bytes = b"poison") -> None:
+    def send_raw(self, topic: str, value: bytes | None, key: bytes = b"poison") -> None:
         self._producer.produce(topic, value, key=key, headers=[("origin", b"test")])
 
     def flush(self) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -172,3 +176,29 @@ def test_verify_exits_2_when_the_table_is_missing(
     result = runner.invoke(app, [*args, "--table", "no_such_table_here"])
     assert result.exit_code == 2, result.output
     assert "no_such_table_here" in result.output
+
+
+def test_verify_piped_prints_the_summary_without_a_line_per_chunk(
+    producer_env: dict[str, str], producer_settings: ProducerSettings, qdb: QuestDBSQL
+) -> None:
+    """`histfill verify` with its output piped (as `make run | less`, where logs are JSON):
+    no log line per chunk at the default level INFO, and the summary is there."""
+    _write_day(producer_settings, qdb)
+    args = ["--connector", "Simulator", "--points", ",".join(POINTS), "--chunk", "01:00:00"]
+    args += ["--start", DAY.isoformat(), "--end", (DAY + timedelta(days=1)).isoformat()]
+    env = {**os.environ, **producer_env, "LOG_LEVEL": "INFO", "COLUMNS": "250"}
+    done = subprocess.run(
+        [sys.executable, "-m", "histfill", "verify", *args, "--no-mark"],
+        env=env,
+        capture_output=True,  # pipes, not a terminal
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "24/24 chunks verified" in output
+    logs = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    per_chunk = [entry for entry in logs if "chunk" in entry or "chunk_start" in entry]
+    assert per_chunk == [], per_chunk[:3]
+    assert any(entry["event"] == "verify_done" for entry in logs)

@@ -8,7 +8,7 @@ from confluent_kafka import TopicPartition
 from consumer.loop import IngestLoop, _Stopped
 from consumer.metrics import ConsumerMetrics
 from shared.batch import PointBatch
-from shared.errors import DecodeError, SinkError
+from shared.errors import DecodeError, DecodeReason, SinkError
 from shared.settings import ConsumerSettings, load_settings
 from tests.unit.consumer.fakes import FakeMessage
 
@@ -110,7 +110,7 @@ def test_stop_during_a_retry_then_shutdown_writes_in_order() -> None:
 class _PoisonAwareCodec(_Codec):
     def decode(self, raw: bytes) -> PointBatch:
         if raw == b"bad":
-            raise DecodeError("not a batch", raw)
+            raise DecodeError("not a batch", raw, DecodeReason.BAD_MAGIC_BYTE)
         return super().decode(raw)
 
 
@@ -118,7 +118,7 @@ class _Dlq:
     def __init__(self) -> None:
         self.published: list[int] = []
 
-    def publish(self, message: FakeMessage, _error_type: str, _reason: str) -> None:
+    def publish(self, message: FakeMessage, _error_type: str, _reason: str, _code: str) -> None:
         self.published.append(message.offset())
 
     def flush(self) -> None:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pandas as pd
 import pytest
 from confluent_kafka import TopicPartition
 from questdb import QuestDBError, QuestDBErrorCode
 
-from consumer.decode import LazyBatches
+from consumer.decode import LazyBatches, Poison, decode_message
 from consumer.latest_cache import newest_in, newest_per_point
 from consumer.loop import IngestLoop, _Pending
 from consumer.metrics import ConsumerMetrics
-from consumer.questdb_sink import QuestDBSink, batches_to_frame
+from consumer.point_units import UnitTracker
+from consumer.questdb_sink import QuestDBSink, RejectReason, batches_to_frame
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
-from shared.errors import SinkError
+from shared.errors import DecodeReason, SinkError
 from shared.settings import ConsumerSettings, load_settings
+from tests.poison import local_poison
 from tests.unit.consumer.fakes import FakeMessage
 
 
@@ -367,3 +371,91 @@ def test_backfill_pauses_for_realtime_lag_on_partitions_another_member_owns() ->
     now[0] += 1.5
     loop._steer()
     assert fake.paused == set()
+
+
+def test_sink_codes_each_refused_batch_by_what_it_holds() -> None:
+    """A refused batch with a timestamp before 1970 is timestamp_out_of_range; one QuestDB
+    refuses for another reason is questdb_rejected (the client names both BadDataFrame)."""
+    sent: list[int] = []
+    batches = [_batch(f"P{i}", [1, 2], [0.0, 1.0]) for i in range(8)]
+    batches[2] = _batch("P2", [-60_000_000, 2], [0.0, 1.0])
+    rejections = _sink(sent, {"P2", "P5"}).write(batches)
+    assert [(r.index, r.code) for r in rejections] == [
+        (2, RejectReason.TIMESTAMP_OUT_OF_RANGE),
+        (5, RejectReason.QUESTDB_REJECTED),
+    ]
+
+
+def test_poison_carries_the_codec_code_and_a_tombstone_is_empty_message() -> None:
+    """decode_message turns each refusal into Poison with the DecodeError's code."""
+    codec = BatchCodec()
+    for code, data in local_poison(codec).items():
+        poison = decode_message(codec, FakeMessage("rt", 0, 1, data))  # type: ignore[arg-type]
+        assert isinstance(poison, Poison)
+        assert (poison.code, poison.error_type) == (code, "DecodeError")
+
+    class _Tombstone(FakeMessage):
+        def value(self) -> None:  # type: ignore[override]
+            return None
+
+    poison = decode_message(codec, _Tombstone("rt", 0, 2))  # type: ignore[arg-type]
+    assert isinstance(poison, Poison)
+    assert poison.code == DecodeReason.EMPTY_MESSAGE
+
+
+class _TableSender(_FakeSender):
+    """Records which table each request went to, and its frame."""
+
+    def __init__(self, requests: list[tuple[str, pd.DataFrame]]) -> None:
+        super().__init__([])
+        self.requests = requests
+
+    def dataframe(self, frame: pd.DataFrame, **kw: object) -> None:
+        super().dataframe(frame)
+        self.requests.append((str(kw["table_name"]), frame.copy()))
+
+
+def test_sink_writes_each_points_unit_once_after_its_values_and_again_when_it_changes() -> None:
+    """Units go to the points table, one upserted row per point, after the flush's values:
+    written when first seen or changed, never for a point without a unit."""
+    requests: list[tuple[str, pd.DataFrame]] = []
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    sink = QuestDBSink(
+        "http::addr=x:9000;",
+        "pd",
+        sender_factory=lambda _conf: _TableSender(requests),  # type: ignore[arg-type,return-value]
+        clock=lambda: moment,
+    )
+    sink.write([_batch("A", [1], [1.0], unit="kW"), _batch("B", [2], [2.0])])
+    sink.write([_batch("A", [3], [3.0], unit="kW"), _batch("C", [4], [4.0], unit="degF")])
+    sink.write([_batch("A", [5], [5.0], unit="MW")])
+    tables = [table for table, _ in requests]
+    assert tables == ["pd", "pd_points", "pd", "pd_points", "pd", "pd_points"]
+    rows = [
+        frame[["source_address", "unit", "connector"]].astype(str).values.tolist()
+        for table, frame in requests
+        if table == "pd_points"
+    ]
+    assert rows == [
+        [["A", "kW", "Simulator"]],
+        [["C", "degF", "Simulator"]],
+        [["A", "MW", "Simulator"]],
+    ]
+    units = requests[1][1]
+    assert units["ts"].iloc[0] == pd.Timestamp(0, tz="UTC")  # one row per point: upserted
+    assert units["updated"].iloc[0] == pd.Timestamp(moment)
+
+
+def test_unit_tracker_names_only_new_or_changed_units() -> None:
+    """A unit already written is not written again; a changed one is."""
+    tracker = UnitTracker()
+    assert tracker.changed({"A": ("kW", "pi")}) == {"A": ("kW", "pi")}
+    tracker.written({"A": ("kW", "pi")})
+    assert tracker.changed({"A": ("kW", "pi"), "B": ("V", "pi")}) == {"B": ("V", "pi")}
+    assert tracker.changed({"A": ("MW", "pi")}) == {"A": ("MW", "pi")}
+
+
+def test_newest_value_carries_the_batch_unit_or_empty() -> None:
+    """Redis's latest value of a point holds its unit ('' when the source gave none)."""
+    assert newest_in(_batch("A", [1, 2], [1.0, 2.0], unit="kW")).unit == "kW"  # type: ignore[union-attr]
+    assert newest_in(_batch("A", [1], [1.0])).unit == ""  # type: ignore[union-attr]
