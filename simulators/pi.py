@@ -1,11 +1,23 @@
 """A PI Web API look-alike over HTTP, serving :mod:`simulators.data`'s deterministic history.
 
-Endpoints (under ``/piwebapi``), shaped as the PI Web API reference documents them:
+Any PI Web API client can start here: the guide is the public PI Web API Reference
+(docs.aveva.com/bundle/pi-web-api-reference). Endpoints (under ``/piwebapi``), shaped as it
+documents them:
 
+* ``GET /piwebapi`` (``Links``), ``dataservers`` (``?name=``, ``?path=``, ``/{webId}``,
+  ``/{webId}/points?nameFilter=``), ``points/search?query=name:X``, ``points/{webId}`` and its
+  ``attributes``, ``system``, ``assetservers``, ``search``: :mod:`simulators.pi_catalog`;
+* ``streams/{webId}/interpolated|plot|value|end`` and ``streamsets/...`` of the same:
+  :mod:`simulators.pi_streams`; times everywhere are PI time strings (``*-1d``, ``t``, ``y``,
+  ``01-Jan-24 00:00:00``...; :mod:`simulators.pi_time`), with the documented defaults;
+* WebIDs are WebID 2.0 path-only (:mod:`simulators.webid`): ``point_web_id("SIMPI", "SINUSOID")``
+  is the WebID the server hands out for ``\\\\SIMPI\\SINUSOID``;
+* every error, unknown routes included, is ``{"Errors": [...]}`` JSON.
 * ``GET points?path=\\\\server\\tag`` and ``GET points/multiple?path=..&path=..`` (200/207, per-item
   ``Exception``): any server name is accepted; tags are case-insensitive.
 * ``GET streams/{webId}/recorded`` and ``GET streamsets/recorded?webId=..``: ``boundaryType=Inside``
-  (start and end inclusive), ``maxCount`` per stream (default 1000; above ``max_count`` a 400),
+  (start and end inclusive; ``endTime`` before ``startTime``: time-descending, as PI answers),
+  ``maxCount`` per stream (default 1000; above ``max_count`` a 400),
   ``selectedFields`` honoured for the value fields. A full page is cut at ``maxCount`` silently, as
   PI does, even in the middle of several events sharing one timestamp.
 
@@ -15,7 +27,9 @@ Faults (:class:`simulators.common.FaultPlan`): latency, 500s, 429 with ``Retry-A
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -26,6 +40,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from simulators import fixedjson as fj
+from simulators import pi_streams, pi_values
 from simulators.common import (
     Credentials,
     FaultPlan,
@@ -34,9 +49,9 @@ from simulators.common import (
     admin_routes,
     dumps,
     json_response,
-    parse_time,
 )
-from simulators.data import BAD, Events, TagCatalog, TagKind, TagSpec, events, web_id_to_name
+from simulators.data import BAD, Events, TagCatalog, TagKind, TagSpec
+from simulators.pi_catalog import Browse, Directory, base_url
 from simulators.server import serve_forever
 
 log = structlog.get_logger(__name__)
@@ -74,6 +89,11 @@ class PISimulatorOptions:
     max_requests_per_second: float | None = None
     retry_after_s: int = 1
     faults: FaultPlan = field(default_factory=FaultPlan)
+    server_name: str = "SIMPI"  # the PI Data Archive ``dataservers`` lists
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _errors(status: int, *messages: str) -> Response:
@@ -99,8 +119,14 @@ def _tag_of_path(path: str) -> str | None:
 class PISimulator:
     """The simulator's state (catalog, faults, counters) and its Starlette app."""
 
-    def __init__(self, options: PISimulatorOptions | None = None) -> None:
+    def __init__(
+        self,
+        options: PISimulatorOptions | None = None,
+        *,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
         self.options = options or PISimulatorOptions()
+        self.now = now or _utc_now  # "now" of PI time strings (``*``, ``t``, defaults)
         self.catalog = TagCatalog(self.options.interval_s, self.options.generated_tags)
         self.faults = self.options.faults
         self.guard = Guard(
@@ -112,16 +138,39 @@ class PISimulator:
             web_exception_body=_WEB_EXCEPTION,
         )
         g = self.guard.wrap
+        self.directory = Directory(self.catalog, self.options.server_name, self.now)
+        browse = Browse(self.directory)
+        self.streams = pi_streams.StreamReads(
+            self.catalog, self.options.max_count, self.now, _value_rows, _selected_value_fields
+        )
+        reads = [
+            Route(f"/piwebapi/streams/{{web_id}}/{kind}", g(self.streams.stream(kind)))  # type: ignore[arg-type]
+            for kind in ("interpolated", "plot", "value", "end")
+        ] + [
+            Route(f"/piwebapi/streamsets/{kind}", g(self.streams.streamset(kind)))  # type: ignore[arg-type]
+            for kind in ("interpolated", "plot", "value", "end")
+        ]
         self.app = Starlette(
             routes=[
                 *admin_routes(self.catalog, self.guard),
-                Route("/piwebapi", g(self._root)),
+                Route("/piwebapi", g(browse.landing)),
+                Route("/piwebapi/", g(browse.landing)),
+                Route("/piwebapi/system", g(browse.system)),
+                Route("/piwebapi/assetservers", g(browse.asset_servers)),
+                Route("/piwebapi/search", g(browse.search)),
+                Route("/piwebapi/dataservers", g(browse.data_servers)),
+                Route("/piwebapi/dataservers/{web_id}", g(browse.data_server)),
+                Route("/piwebapi/dataservers/{web_id}/points", g(browse.data_server_points)),
                 Route("/piwebapi/points", g(self._point_by_path)),
                 Route("/piwebapi/points/multiple", g(self._points_multiple)),
+                Route("/piwebapi/points/search", g(browse.point_search)),
                 Route("/piwebapi/points/{web_id}", g(self._point_by_web_id)),
+                Route("/piwebapi/points/{web_id}/attributes", g(browse.attributes)),
                 Route("/piwebapi/streams/{web_id}/recorded", g(self._stream_recorded)),
                 Route("/piwebapi/streamsets/recorded", g(self._streamset_recorded)),
-            ]
+                *reads,
+            ],
+            exception_handlers={404: browse.not_found, 405: browse.not_found},
         )
 
     @property
@@ -130,23 +179,7 @@ class PISimulator:
         return dict(self.guard.stats)
 
     def _point(self, spec: TagSpec, server: str, request: Request) -> dict[str, object]:
-        return {
-            "WebId": spec.web_id,
-            "Id": spec.point_id,
-            "Name": spec.name,
-            "Path": f"\\\\{server}\\{spec.name}",
-            "Descriptor": spec.descriptor,
-            "PointClass": "classic",
-            "PointType": spec.kind.value,
-            "DigitalSetName": "BatchAct" if spec.kind is TagKind.DIGITAL else "",
-            "EngineeringUnits": spec.units,
-            "Span": 100.0,
-            "Zero": 0.0,
-            "Step": spec.kind in (TagKind.DIGITAL, TagKind.STRING),
-            "Future": False,
-            "DisplayDigits": -5,
-            "Links": {"Self": f"{request.base_url}piwebapi/points/{spec.web_id}"},
-        }
+        return self.directory.point(spec, server, base_url(request))
 
     def _lookup_path(self, path: str) -> tuple[TagSpec | None, str]:
         tag = _tag_of_path(path)
@@ -157,9 +190,6 @@ class PISimulator:
             return None, f"PI Point not found '{path}'."
         return spec, ""
 
-    async def _root(self, request: Request) -> Response:
-        return json_response({"Links": {"Self": f"{request.base_url}piwebapi"}})
-
     async def _point_by_path(self, request: Request) -> Response:
         path = request.query_params.get("path", "")
         spec, error = self._lookup_path(path)
@@ -168,11 +198,10 @@ class PISimulator:
         return json_response(self._point(spec, path[2:].partition("\\")[0], request))
 
     async def _point_by_web_id(self, request: Request) -> Response:
-        name = web_id_to_name(request.path_params["web_id"])
-        spec = self.catalog.get(name) if name else None
-        if spec is None:
+        found = self.streams.resolve(request.path_params["web_id"])
+        if found is None:
             return _errors(404, "Unknown or invalid WebID.")
-        return json_response(self._point(spec, "SIMPI", request))
+        return json_response(self._point(*found, request))
 
     async def _points_multiple(self, request: Request) -> Response:
         items: list[dict[str, object]] = []
@@ -191,11 +220,10 @@ class PISimulator:
     def _window(self, request: Request) -> tuple[int, int, int] | Response:
         """``(start_us, end_us_inclusive, max_count)`` or the 400 explaining what is wrong."""
         q = request.query_params
-        start, end = parse_time(q.get("startTime")), parse_time(q.get("endTime"))
-        if start is None or end is None:
-            return _errors(400, "The simulator needs ISO-8601 startTime and endTime with a zone.")
-        if end < start:
-            return _errors(400, "The simulator serves time-ascending ranges only.")
+        span = pi_streams.window(request, self.now())
+        if isinstance(span, Response):
+            return span
+        start, end = span
         if q.get("boundaryType", "Inside").lower() != "inside":
             return _errors(400, "The simulator supports boundaryType=Inside only.")
         try:
@@ -214,7 +242,7 @@ class PISimulator:
         self, spec: TagSpec, start: int, end: int, max_count: int, wanted: tuple[str, ...]
     ) -> bytes:
         """The ``Items`` array text of one stream (inclusive end: PI's Inside boundary)."""
-        page = events(spec, start, end + 1, max_count)
+        page = pi_values.recorded(spec, start, end, max_count)
         body = b"[" + _value_rows(spec, page, wanted) + b"]"
         if spec.name in self.faults.error_tags:
             error = {
@@ -229,10 +257,10 @@ class PISimulator:
         return body
 
     async def _stream_recorded(self, request: Request) -> Response:
-        name = web_id_to_name(request.path_params["web_id"])
-        spec = self.catalog.get(name) if name else None
-        if spec is None:
+        found = self.streams.resolve(request.path_params["web_id"])
+        if found is None:
             return _errors(404, "Unknown or invalid WebID.")
+        spec = found[0]
         window = self._window(request)
         if isinstance(window, Response):
             return window
@@ -253,15 +281,15 @@ class PISimulator:
         streams: list[bytes] = []
         failed = False
         for web_id in web_ids:
-            name = web_id_to_name(web_id)
-            spec = self.catalog.get(name) if name else None
-            if spec is None:
+            found = self.streams.resolve(web_id)
+            if found is None:
                 failed = True
                 head = {"WebId": web_id, "Items": [], "Exception": {"Errors": ["Unknown WebID."]}}
                 streams.append(dumps(head))
                 continue
+            spec, server = found
             head_text = dumps(
-                {"WebId": web_id, "Name": spec.name, "Path": f"\\\\SIMPI\\{spec.name}"}
+                {"WebId": web_id, "Name": spec.name, "Path": f"\\\\{server}\\{spec.name}"}
             )
             items = self._stream_items(spec, *window, wanted)
             units = dumps(spec.units)
