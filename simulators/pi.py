@@ -7,7 +7,7 @@ documents them:
 * ``GET /piwebapi`` (``Links``), ``dataservers`` (``?name=``, ``?path=``, ``/{webId}``,
   ``/{webId}/points?nameFilter=``), ``points/search?query=name:X``, ``points/{webId}`` and its
   ``attributes``, ``system``, ``assetservers``, ``search``: :mod:`simulators.pi_catalog`;
-* ``streams/{webId}/interpolated|plot|value|end`` and ``streamsets/...`` of the same:
+* ``streams/{webId}/interpolated|plot|value|end|summary`` and ``streamsets/...`` of the same:
   :mod:`simulators.pi_streams`; times everywhere are PI time strings (``*-1d``, ``t``, ``y``,
   ``01-Jan-24 00:00:00``...; :mod:`simulators.pi_time`), with the documented defaults;
 * WebIDs are WebID 2.0 path-only (:mod:`simulators.webid`): ``point_web_id("SIMPI", "SINUSOID")``
@@ -168,6 +168,7 @@ class PISimulator:
                 Route("/piwebapi/points/{web_id}/attributes", g(browse.attributes)),
                 Route("/piwebapi/streams/{web_id}/recorded", g(self._stream_recorded)),
                 Route("/piwebapi/streamsets/recorded", g(self._streamset_recorded)),
+                Route("/piwebapi/streams/{web_id}/summary", g(self.streams.summary())),  # type: ignore[arg-type]
                 *reads,
             ],
             exception_handlers={404: browse.not_found, 405: browse.not_found},

@@ -1,21 +1,27 @@
-"""PI Web API stream reads beyond ``recorded``: ``interpolated``, ``plot``, ``value``, ``end``,
-for one stream (``streams/{webId}/...``) and for several (``streamsets/...?webId=..``).
+"""PI Web API stream reads beyond ``recorded``: ``interpolated``, ``plot``, ``value``, ``end``
+and ``summary`` for one stream (``streams/{webId}/...``), the first four for several
+(``streamsets/...?webId=..``).
 
 Shapes as the PI Web API Reference documents them (docs.aveva.com/bundle/pi-web-api-reference,
-"Stream GetInterpolated / GetPlot / GetValue / GetEnd" and "StreamSet GetInterpolatedAdHoc /
-GetPlotAdHoc / GetValuesAdHoc / GetEndAdHoc"): a stream's values are ``{"Links": {}, "Items":
-[...], "UnitsAbbreviation": ..}``; a single value is a timed value (``Timestamp``, ``Value``,
-``UnitsAbbreviation``, ``Good``, ``Questionable``, ``Substituted``, ``Annotated``); a stream set
-is ``{"Links": {}, "Items": [{"WebId", "Name", "Path", "Links", "Items" | "Value"}]}``.
+"Stream GetInterpolated / GetPlot / GetValue / GetEnd / GetSummary" and "StreamSet
+GetInterpolatedAdHoc / GetPlotAdHoc / GetValuesAdHoc / GetEndAdHoc"):
+
+* a stream's values: ``{"Links": {}, "Items": [...], "UnitsAbbreviation": ..}``;
+* a single value: a timed value (``Timestamp``, ``Value``, ``UnitsAbbreviation``, ``Good``,
+  ``Questionable``, ``Substituted``, ``Annotated``);
+* a stream set: ``{"Links": {}, "Items": [{"WebId", "Name", "Path", "Links", "Items" | "Value"}]}``;
+* a summary: ``{"Links": {}, "Items": [{"Type": .., "Value": <timed value>}]}``.
+
 Times are PI time strings (:mod:`simulators.pi_time`) with the documented defaults
-(``startTime`` ``*-1d``, ``endTime`` ``*``, ``interval`` ``1h``, ``intervals`` 24).
+(``startTime`` ``*-1d``, ``endTime`` ``*``, ``interval`` ``1h``, ``intervals`` 24, ``summaryType``
+``Total``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 from starlette.requests import Request
@@ -30,6 +36,10 @@ from simulators.pi_time import PITimeError, parse_pi_time, to_micros
 Render = Callable[[TagSpec, Events, tuple[str, ...]], bytes]
 Fields = Callable[[Request], tuple[str, ...]]
 SERVER_FALLBACK = "SIMPI"
+
+
+def _iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace("+00:00", "Z")
 
 
 def errors(status: int, *messages: str) -> Response:
@@ -136,6 +146,43 @@ class StreamReads:
                 + dumps(spec.units)
                 + b"}"
             )
+
+        return handler
+
+    def summary(self) -> Callable[[Request], object]:
+        """The handler of ``streams/{webId}/summary?summaryType=..`` (default ``Total``)."""
+
+        async def handler(request: Request) -> Response:
+            found = self.resolve(request.path_params["web_id"])
+            if found is None:
+                return errors(404, "Unknown or invalid WebID.")
+            spec, _ = found
+            span = window(request, self.now())
+            if isinstance(span, Response):
+                return span
+            types = request.query_params.getlist("summaryType") or ["Total"]
+            if "All" in types:
+                types = list(pv.SUMMARY_TYPES)
+            unknown = [t for t in types if t not in pv.SUMMARY_TYPES]
+            if unknown:
+                return errors(400, f"Unknown or unsupported summaryType {unknown[0]!r}.")
+            items = []
+            for kind, stamp, value in pv.summary(spec, *span, types):
+                items.append(
+                    {
+                        "Type": kind,
+                        "Value": {
+                            "Timestamp": _iso(stamp),
+                            "Value": value,
+                            "UnitsAbbreviation": spec.units,
+                            "Good": value is not None,
+                            "Questionable": False,
+                            "Substituted": False,
+                            "Annotated": False,
+                        },
+                    }
+                )
+            return json_response({"Links": {}, "Items": items})
 
         return handler
 

@@ -176,3 +176,56 @@ def plot(spec: TagSpec, start_us: int, end_us: int, intervals: int) -> Events:
         picks.append(bad[first_bad])
     chosen = take(ev, np.unique(np.concatenate(picks)).astype(np.int64))
     return chosen if end_us >= start_us else reverse(chosen)
+
+
+SUMMARY_TYPES = (
+    "Total", "Average", "Minimum", "Maximum", "Range", "StdDev", "PopulationStdDev", "Count",
+    "PercentGood",
+)  # fmt: skip
+_DAY_US = 86_400_000_000
+
+
+def summary(
+    spec: TagSpec, start_us: int, end_us: int, types: list[str]
+) -> list[tuple[str, int, float | None]]:
+    """``(type, timestamp_us, value)`` per summary type over the recorded events between the two
+    times. The simulator's grid is evenly spaced, so its event-weighted average is the
+    time-weighted one PI computes by default; ``Total`` is that average times the days covered
+    (PI's default rate unit), ``PercentGood`` is by events. ``None``: not defined (no good
+    numeric values)."""
+    lo, hi = min(start_us, end_us), max(start_us, end_us)
+    ev = events(spec, lo, hi + 1)
+    good = (ev.quality & BAD) == 0
+    numeric = spec.kind not in (TagKind.DIGITAL, TagKind.STRING)
+    values = ev.values[good] if numeric else np.zeros(0)
+    at = ev.timestamps_us[good] if numeric else np.zeros(0, dtype=np.int64)
+    out: list[tuple[str, int, float | None]] = []
+    for kind in types:
+        stamp, value = start_us, None
+        if kind == "Count":
+            value = float(len(ev))
+        elif kind == "PercentGood":
+            value = 100.0 * float(good.mean()) if len(ev) else None
+        elif len(values):
+            value, stamp = _numeric_summary(kind, values, at, hi - lo, start_us)
+        out.append((kind, stamp, value))
+    return out
+
+
+def _numeric_summary(
+    kind: str, values: np.ndarray, at: Int64Array, span_us: int, start_us: int
+) -> tuple[float, int]:
+    if kind == "Minimum":
+        i = int(np.argmin(values))
+        return round(float(values[i]), 4), int(at[i])
+    if kind == "Maximum":
+        i = int(np.argmax(values))
+        return round(float(values[i]), 4), int(at[i])
+    calculated = {
+        "Average": lambda: float(values.mean()),
+        "Total": lambda: float(values.mean()) * span_us / _DAY_US,
+        "Range": lambda: float(values.max() - values.min()),
+        "StdDev": lambda: float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "PopulationStdDev": lambda: float(values.std()),
+    }
+    return round(calculated[kind](), 6), start_us

@@ -193,3 +193,22 @@ def test_every_error_is_json_with_errors(client: httpx.Client) -> None:
     posted = client.post("dataservers")
     assert posted.status_code == 405
     assert posted.json()["Errors"]
+
+
+def test_summary_follows_the_point_link(client: httpx.Client) -> None:
+    """``SummaryData`` answers ``{"Items": [{"Type", "Value": <timed value>}]}`` per type."""
+    links = get(client, f"points/{CDT158}")["Links"]
+    body = get(
+        client,
+        str(links["SummaryData"]),
+        startTime="y",
+        endTime="t",
+        summaryType=["Average", "Minimum", "Maximum", "Count"],
+    )
+    by_type = {item["Type"]: item["Value"] for item in body["Items"]}
+    assert set(by_type) == {"Average", "Minimum", "Maximum", "Count"}
+    assert all(set(value) == VALUE_KEYS for value in by_type.values())
+    assert by_type["Count"]["Value"] == 24 * 60 + 1
+    assert by_type["Minimum"]["Value"] <= by_type["Average"]["Value"] <= by_type["Maximum"]["Value"]
+    assert get(client, str(links["SummaryData"]))["Items"][0]["Type"] == "Total"
+    assert get(client, str(links["SummaryData"]), 400, summaryType="Median")["Errors"]
