@@ -158,10 +158,9 @@ class AceSimulator:
         page, per_page = paging
         names = [self.point_name(tag, site) for tag in self.catalog.names()]
         chunk = names[(page - 1) * per_page : page * per_page]
-        items = [self._point_object(self._spec(n), n, site) for n in chunk]  # type: ignore[arg-type]
-        body = ace_api.listing([], page, per_page) | {"total": len(names), "items": items}
-        body["pages"] = max(1, -(-len(names) // per_page))
-        return json_response(body)
+        specs = [(self._spec(n), n) for n in chunk]
+        items = [self._point_object(spec, n, site) for spec, n in specs if spec is not None]
+        return json_response(ace_api.listing(items, page, per_page, len(names)))
 
     def _paging(self, request: Request) -> tuple[int, int] | Response:
         q = request.query_params
@@ -180,9 +179,11 @@ class AceSimulator:
         paging = self._paging(request)
         if isinstance(paging, Response):
             return paging
+        page, per_page = paging
         client = self.options.client
         sites = [ace_api.site_object(i, s, client) for i, s in enumerate(self.options.sites)]
-        return json_response(ace_api.listing(sites, *paging))
+        chunk = sites[(page - 1) * per_page : page * per_page]
+        return json_response(ace_api.listing(chunk, page, per_page, len(sites)))
 
     async def _site(self, request: Request) -> Response:
         site = request.path_params["site"]

@@ -168,15 +168,16 @@ def point_object(
     }
 
 
-def listing(items: list[dict[str, object]], page: int, per_page: int) -> dict[str, object]:
-    """ACE's page envelope around ``items`` (all of them: sliced here)."""
-    total = len(items)
+def listing(
+    page_items: list[dict[str, object]], page: int, per_page: int, total: int
+) -> dict[str, object]:
+    """ACE's page envelope around one page's items, of ``total`` items in all."""
     return {
         "page": page,
         "pages": max(1, -(-total // per_page)),
         "per_page": per_page,
         "total": total,
-        "items": items[(page - 1) * per_page : page * per_page],
+        "items": page_items,
     }
 
 

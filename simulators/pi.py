@@ -144,10 +144,10 @@ class PISimulator:
             self.catalog, self.options.max_count, self.now, _value_rows, _selected_value_fields
         )
         reads = [
-            Route(f"/piwebapi/streams/{{web_id}}/{kind}", g(self.streams.stream(kind)))  # type: ignore[arg-type]
+            Route(f"/piwebapi/streams/{{web_id}}/{kind}", g(self.streams.stream(kind)))
             for kind in ("interpolated", "plot", "value", "end")
         ] + [
-            Route(f"/piwebapi/streamsets/{kind}", g(self.streams.streamset(kind)))  # type: ignore[arg-type]
+            Route(f"/piwebapi/streamsets/{kind}", g(self.streams.streamset(kind)))
             for kind in ("interpolated", "plot", "value", "end")
         ]
         self.app = Starlette(
@@ -168,7 +168,7 @@ class PISimulator:
                 Route("/piwebapi/points/{web_id}/attributes", g(browse.attributes)),
                 Route("/piwebapi/streams/{web_id}/recorded", g(self._stream_recorded)),
                 Route("/piwebapi/streamsets/recorded", g(self._streamset_recorded)),
-                Route("/piwebapi/streams/{web_id}/summary", g(self.streams.summary())),  # type: ignore[arg-type]
+                Route("/piwebapi/streams/{web_id}/summary", g(self.streams.summary())),
                 *reads,
             ],
             exception_handlers={404: browse.not_found, 405: browse.not_found},

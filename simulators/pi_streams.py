@@ -29,7 +29,7 @@ from starlette.responses import Response
 
 from simulators import pi_values as pv
 from simulators import webid
-from simulators.common import dumps, json_response
+from simulators.common import Handler, dumps, json_response
 from simulators.data import Events, TagCatalog, TagSpec
 from simulators.pi_time import PITimeError, parse_pi_time, to_micros
 
@@ -125,7 +125,7 @@ class StreamReads:
     def _items(self, spec: TagSpec, ev: Events, wanted: tuple[str, ...]) -> bytes:
         return b"[" + self.render(spec, ev, wanted) + b"]"
 
-    def stream(self, kind: str) -> Callable[[Request], object]:
+    def stream(self, kind: str) -> Handler:
         """The handler of ``streams/{webId}/<kind>``."""
 
         async def handler(request: Request) -> Response:
@@ -149,7 +149,7 @@ class StreamReads:
 
         return handler
 
-    def summary(self) -> Callable[[Request], object]:
+    def summary(self) -> Handler:
         """The handler of ``streams/{webId}/summary?summaryType=..`` (default ``Total``)."""
 
         async def handler(request: Request) -> Response:
@@ -186,7 +186,7 @@ class StreamReads:
 
         return handler
 
-    def streamset(self, kind: str) -> Callable[[Request], object]:
+    def streamset(self, kind: str) -> Handler:
         """The handler of ``streamsets/<kind>?webId=..&webId=..``."""
 
         async def handler(request: Request) -> Response:
