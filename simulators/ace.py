@@ -1,16 +1,24 @@
 """An ACE IoT (FlightDeck) API look-alike over HTTP, serving :mod:`simulators.data`'s history.
 
-Endpoints (under ``/api``), as ACE's public clients use them:
+Endpoints (under ``/api``), as ACE's Swagger document defines them and its public clients use
+them (references and the shapes: :mod:`simulators.ace_api`):
 
+* ``GET sites?page&per_page`` and ``GET sites/{site}``: the sites.
 * ``GET points/{name}``: one point; 404 for an unknown one. Point names are
   ``client/site/TAG``; any prefix is accepted, the last segment names the simulated tag.
-* ``POST points/get_timeseries?start_time&end_time`` with ``{"points": [{"name": ..}]}`` (at most
-  100 points, else 400): ``{"point_samples": [{"name","value","time"}], "next_cursor",
-  "has_more"}``.
+* ``POST points/get_timeseries?start_time&end_time&raw_data`` with exactly the schema's body
+  ``{"points": [{"name": ..}]}`` (at most 100 points; bare strings or more points: 400):
+  ``{"point_samples": [{"name","value","time"}], "next_cursor", "has_more"}``.
   Unknown points are left out, as ACE does.
-* ``GET sites/{site}/timeseries/paginated?start_time&end_time&page_size&cursor``: every tag of the
-  site, cursor-paginated.
+* ``GET sites/{site}/timeseries/paginated?start_time&end_time&page_size&cursor&raw_data``: every
+  tag of the site, cursor-paginated (``page_size`` one of ACE's enum values, else 400).
+* ``GET sites/{site}/timeseries`` and ``GET points/{name}/timeseries``: the same samples, one
+  answer (``{"point_samples": [...]}``).
 * ``GET sites/{site}/points?page&per_page``: the site's points.
+
+``raw_data`` defaults to false, as in ACE: without ``raw_data=true`` every timeseries endpoint
+answers 5-minute aggregates (the bucket's start and mean), not the samples. A client that forgets
+it reads one value in five of a one-minute point, so histfill's client always sends it.
 
 Windows are half-open ``[start_time, end_time)``. Sample values are strings, as ACE sends them:
 numbers printed exactly, digital states by name, string tags as their text. Pages hold at most
@@ -31,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from simulators import ace_api
 from simulators.common import (
     Credentials,
     FaultPlan,
@@ -47,6 +56,7 @@ from simulators.server import serve_forever
 
 log = structlog.get_logger(__name__)
 MAX_POINTS_PER_CALL = 100
+UNPAGED_LIMIT = 500_000  # samples the endpoints without a cursor answer at most
 
 
 @dataclass(frozen=True)
@@ -104,8 +114,13 @@ class AceSimulator:
             routes=[
                 *admin_routes(self.catalog, self.guard),
                 Route("/api/points/get_timeseries", g(self._get_timeseries), methods=["POST"]),
+                Route("/api/points/{name:path}/timeseries", g(self._point_timeseries)),
                 Route("/api/points/{name:path}", g(self._point)),
+                Route("/api/sites", g(self._sites)),
+                Route("/api/sites/", g(self._sites)),
+                Route("/api/sites/{site}", g(self._site)),
                 Route("/api/sites/{site}/points", g(self._site_points)),
+                Route("/api/sites/{site}/timeseries", g(self._site_timeseries_unpaged)),
                 Route("/api/sites/{site}/timeseries/paginated", g(self._site_timeseries)),
             ]
         )
@@ -128,52 +143,87 @@ class AceSimulator:
         if spec is None:
             return json_response({"message": f"Point {name} not found"}, 404)
         site = name.split("/")[1] if name.count("/") >= 2 else self.options.sites[0]
-        return json_response(
-            {
-                "id": spec.point_id,
-                "name": name,
-                "site": site,
-                "client": self.options.client,
-                "point_type": "bacnet",
-                "collect_enabled": True,
-                "collect_interval": self.catalog.interval_us // 1_000_000,
-                "kv_tags": {"descriptor": spec.descriptor, "units": spec.units},
-            }
-        )
+        return json_response(self._point_object(spec, name, site))
+
+    def _point_object(self, spec: TagSpec, name: str, site: str) -> dict[str, object]:
+        sites = self.options.sites
+        site_id = sites.index(site) + 1 if site in sites else 1
+        interval_s = max(1, self.catalog.interval_us // 1_000_000)
+        return ace_api.point_object(spec, name, site, site_id, self.options.client, interval_s)
 
     async def _site_points(self, request: Request) -> Response:
         site = request.path_params["site"]
         if site not in self.options.sites:
             return json_response({"message": f"Site {site} not found"}, 404)
-        page = max(1, int(request.query_params.get("page", "1")))
-        per_page = max(1, min(100, int(request.query_params.get("per_page", "100"))))
+        paging = self._paging(request)
+        if isinstance(paging, Response):
+            return paging
+        page, per_page = paging
         names = [self.point_name(tag, site) for tag in self.catalog.names()]
         chunk = names[(page - 1) * per_page : page * per_page]
-        return json_response(
-            {
-                "page": page,
-                "pages": max(1, -(-len(names) // per_page)),
-                "per_page": per_page,
-                "total": len(names),
-                "items": [{"name": name, "site": site} for name in chunk],
-            }
-        )
+        specs = [(self._spec(n), n) for n in chunk]
+        items = [self._point_object(spec, n, site) for spec, n in specs if spec is not None]
+        return json_response(ace_api.listing(items, page, per_page, len(names)))
 
-    def _page(self, request: Request, names: list[str]) -> Response:
+    def _paging(self, request: Request) -> tuple[int, int] | Response:
+        q = request.query_params
+        per_page = ace_api.choice("per_page", q.get("per_page"), ace_api.PER_PAGE, 10)
+        if isinstance(per_page, Response):
+            return per_page
+        try:
+            page = int(q.get("page") or "1")
+        except ValueError:
+            page = 0
+        if page < 1:
+            return ace_api.invalid("page", "page must be a positive integer")
+        return page, per_page
+
+    async def _sites(self, request: Request) -> Response:
+        paging = self._paging(request)
+        if isinstance(paging, Response):
+            return paging
+        page, per_page = paging
+        client = self.options.client
+        sites = [ace_api.site_object(i, s, client) for i, s in enumerate(self.options.sites)]
+        chunk = sites[(page - 1) * per_page : page * per_page]
+        return json_response(ace_api.listing(chunk, page, per_page, len(sites)))
+
+    async def _site(self, request: Request) -> Response:
+        site = request.path_params["site"]
+        if site not in self.options.sites:
+            return json_response({"message": f"Site {site} not found"}, 404)
+        index = self.options.sites.index(site)
+        return json_response(ace_api.site_object(index, site, self.options.client))
+
+    def _page(self, request: Request, names: list[str], *, paginated: bool = True) -> Response:
         q = request.query_params
         start, end = parse_time(q.get("start_time")), parse_time(q.get("end_time"))
         if start is None or end is None or end < start:
             return json_response({"message": "start_time and end_time: ISO-8601 with zone"}, 400)
         end = self.catalog.until(end)  # nothing after now, as in the real service
-        try:
-            page_size = int(q.get("page_size", str(self.options.page_size)))
-        except ValueError:
-            page_size = 0
-        if page_size < 1:
-            return json_response({"message": "page_size must be a positive integer"}, 422)
+        raw = ace_api.raw_flag(q.get("raw_data"))
+        page_size = (
+            ace_api.choice(
+                "page_size", q.get("page_size"), ace_api.PAGE_SIZES, self.options.page_size
+            )
+            if paginated
+            else UNPAGED_LIMIT
+        )
+        if isinstance(raw, Response):
+            return raw
+        if isinstance(page_size, Response):
+            return page_size
         position = _decode_cursor(q["cursor"]) if q.get("cursor") else (0, start, 0)
         if position is None:
             return json_response({"message": "invalid cursor"}, 400)
+        if not raw:  # ACE's default: 5-minute aggregates
+            self.guard.stats["timeseries_aggregated"] += 1
+            buckets, after = ace_api.aggregated_samples(
+                self._spec, names, start, end, page_size, position
+            )
+            cursor = None if after is None else _encode_cursor(*after)
+            return self._samples(buckets, cursor, paginated)
+        self.guard.stats["timeseries_raw"] += 1
         index, at_us, skip = position
         samples: list[dict[str, str]] = []
         next_cursor: str | None = None
@@ -206,6 +256,17 @@ class AceSimulator:
                 next_cursor = _encode_cursor(index, last, seen)
                 break
             index, at_us, skip = index + 1, start, 0
+        return self._samples(samples, next_cursor, paginated)
+
+    @staticmethod
+    def _samples(
+        samples: list[dict[str, str]], next_cursor: str | None, paginated: bool
+    ) -> Response:
+        if not paginated:
+            if next_cursor is not None:
+                message = f"more than {UNPAGED_LIMIT} samples: ask the /paginated endpoint"
+                return json_response({"message": message}, 400)
+            return json_response({"point_samples": samples})
         body: dict[str, object] = {"point_samples": samples, "has_more": next_cursor is not None}
         if next_cursor is not None:
             body["next_cursor"] = next_cursor
@@ -213,10 +274,12 @@ class AceSimulator:
 
     async def _get_timeseries(self, request: Request) -> Response:
         try:
-            wanted = json.loads(await request.body())["points"]
-            names = [str(p["name"]) for p in wanted]
-        except (ValueError, KeyError, TypeError):
-            return json_response({"message": 'body must be {"points": [{"name": ...}]}'}, 400)
+            body = json.loads(await request.body())
+        except ValueError:
+            return ace_api.invalid("points", "the body is not JSON")
+        names = ace_api.point_names(body)
+        if isinstance(names, Response):
+            return names
         if len(names) > MAX_POINTS_PER_CALL:
             return json_response(
                 {"message": f"at most {MAX_POINTS_PER_CALL} points per call, got {len(names)}"},
@@ -229,6 +292,19 @@ class AceSimulator:
         if site not in self.options.sites:
             return json_response({"message": f"Site {site} not found"}, 404)
         return self._page(request, [self.point_name(tag, site) for tag in self.catalog.names()])
+
+    async def _site_timeseries_unpaged(self, request: Request) -> Response:
+        site = request.path_params["site"]
+        if site not in self.options.sites:
+            return json_response({"message": f"Site {site} not found"}, 404)
+        names = [self.point_name(tag, site) for tag in self.catalog.names()]
+        return self._page(request, names, paginated=False)
+
+    async def _point_timeseries(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if self._spec(name) is None:
+            return json_response({"message": f"Point {name} not found"}, 404)
+        return self._page(request, [name], paginated=False)
 
 
 def run_ace_simulator(

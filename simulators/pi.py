@@ -1,11 +1,23 @@
 """A PI Web API look-alike over HTTP, serving :mod:`simulators.data`'s deterministic history.
 
-Endpoints (under ``/piwebapi``), shaped as the PI Web API reference documents them:
+Any PI Web API client can start here: the guide is the public PI Web API Reference
+(docs.aveva.com/bundle/pi-web-api-reference). Endpoints (under ``/piwebapi``), shaped as it
+documents them:
 
+* ``GET /piwebapi`` (``Links``), ``dataservers`` (``?name=``, ``?path=``, ``/{webId}``,
+  ``/{webId}/points?nameFilter=``), ``points/search?query=name:X``, ``points/{webId}`` and its
+  ``attributes``, ``system``, ``assetservers``, ``search``: :mod:`simulators.pi_catalog`;
+* ``streams/{webId}/interpolated|plot|value|end|summary`` and ``streamsets/...`` of the same:
+  :mod:`simulators.pi_streams`; times everywhere are PI time strings (``*-1d``, ``t``, ``y``,
+  ``01-Jan-24 00:00:00``...; :mod:`simulators.pi_time`), with the documented defaults;
+* WebIDs are WebID 2.0 path-only (:mod:`simulators.webid`): ``point_web_id("SIMPI", "SINUSOID")``
+  is the WebID the server hands out for ``\\\\SIMPI\\SINUSOID``;
+* every error, unknown routes included, is ``{"Errors": [...]}`` JSON.
 * ``GET points?path=\\\\server\\tag`` and ``GET points/multiple?path=..&path=..`` (200/207, per-item
   ``Exception``): any server name is accepted; tags are case-insensitive.
 * ``GET streams/{webId}/recorded`` and ``GET streamsets/recorded?webId=..``: ``boundaryType=Inside``
-  (start and end inclusive), ``maxCount`` per stream (default 1000; above ``max_count`` a 400),
+  (start and end inclusive; ``endTime`` before ``startTime``: time-descending, as PI answers),
+  ``maxCount`` per stream (default 1000; above ``max_count`` a 400),
   ``selectedFields`` honoured for the value fields. A full page is cut at ``maxCount`` silently, as
   PI does, even in the middle of several events sharing one timestamp.
 
@@ -26,6 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from simulators import fixedjson as fj
+from simulators import pi_streams, pi_values
 from simulators.common import (
     Credentials,
     FaultPlan,
@@ -34,18 +47,9 @@ from simulators.common import (
     admin_routes,
     dumps,
     json_response,
-    parse_time,
 )
-from simulators.data import (
-    BAD,
-    Clock,
-    Events,
-    TagCatalog,
-    TagKind,
-    TagSpec,
-    events,
-    web_id_to_name,
-)
+from simulators.data import BAD, Clock, Events, TagCatalog, TagKind, TagSpec, events, utc_now
+from simulators.pi_catalog import Browse, Directory, base_url
 from simulators.server import serve_forever
 
 log = structlog.get_logger(__name__)
@@ -84,6 +88,7 @@ class PISimulatorOptions:
     retry_after_s: int = 1
     faults: FaultPlan = field(default_factory=FaultPlan)
     clock: Clock | None = None  # the simulator's "now": no value after it is served (UTC)
+    server_name: str = "SIMPI"  # the PI Data Archive ``dataservers`` lists
 
 
 def _errors(status: int, *messages: str) -> Response:
@@ -109,11 +114,17 @@ def _tag_of_path(path: str) -> str | None:
 class PISimulator:
     """The simulator's state (catalog, faults, counters) and its Starlette app."""
 
-    def __init__(self, options: PISimulatorOptions | None = None) -> None:
+    def __init__(
+        self,
+        options: PISimulatorOptions | None = None,
+        *,
+        now: Clock | None = None,
+    ) -> None:
         self.options = options or PISimulatorOptions()
-        self.catalog = TagCatalog(
-            self.options.interval_s, self.options.generated_tags, self.options.clock
-        )
+        # one clock: the "now" of PI time strings (``*``, ``t``, defaults) is the moment
+        # after which no value exists
+        self.now: Clock = now or self.options.clock or utc_now
+        self.catalog = TagCatalog(self.options.interval_s, self.options.generated_tags, self.now)
         self.faults = self.options.faults
         self.guard = Guard(
             Credentials(self.options.username, self.options.password, self.options.bearer_token),
@@ -124,16 +135,40 @@ class PISimulator:
             web_exception_body=_WEB_EXCEPTION,
         )
         g = self.guard.wrap
+        self.directory = Directory(self.catalog, self.options.server_name, self.now)
+        browse = Browse(self.directory)
+        self.streams = pi_streams.StreamReads(
+            self.catalog, self.options.max_count, self.now, _value_rows, _selected_value_fields
+        )
+        reads = [
+            Route(f"/piwebapi/streams/{{web_id}}/{kind}", g(self.streams.stream(kind)))
+            for kind in ("interpolated", "plot", "value", "end")
+        ] + [
+            Route(f"/piwebapi/streamsets/{kind}", g(self.streams.streamset(kind)))
+            for kind in ("interpolated", "plot", "value", "end")
+        ]
         self.app = Starlette(
             routes=[
                 *admin_routes(self.catalog, self.guard),
-                Route("/piwebapi", g(self._root)),
+                Route("/piwebapi", g(browse.landing)),
+                Route("/piwebapi/", g(browse.landing)),
+                Route("/piwebapi/system", g(browse.system)),
+                Route("/piwebapi/assetservers", g(browse.asset_servers)),
+                Route("/piwebapi/search", g(browse.search)),
+                Route("/piwebapi/dataservers", g(browse.data_servers)),
+                Route("/piwebapi/dataservers/{web_id}", g(browse.data_server)),
+                Route("/piwebapi/dataservers/{web_id}/points", g(browse.data_server_points)),
                 Route("/piwebapi/points", g(self._point_by_path)),
                 Route("/piwebapi/points/multiple", g(self._points_multiple)),
+                Route("/piwebapi/points/search", g(browse.point_search)),
                 Route("/piwebapi/points/{web_id}", g(self._point_by_web_id)),
+                Route("/piwebapi/points/{web_id}/attributes", g(browse.attributes)),
                 Route("/piwebapi/streams/{web_id}/recorded", g(self._stream_recorded)),
                 Route("/piwebapi/streamsets/recorded", g(self._streamset_recorded)),
-            ]
+                Route("/piwebapi/streams/{web_id}/summary", g(self.streams.summary())),
+                *reads,
+            ],
+            exception_handlers={404: browse.not_found, 405: browse.not_found},
         )
 
     @property
@@ -142,23 +177,7 @@ class PISimulator:
         return dict(self.guard.stats)
 
     def _point(self, spec: TagSpec, server: str, request: Request) -> dict[str, object]:
-        return {
-            "WebId": spec.web_id,
-            "Id": spec.point_id,
-            "Name": spec.name,
-            "Path": f"\\\\{server}\\{spec.name}",
-            "Descriptor": spec.descriptor,
-            "PointClass": "classic",
-            "PointType": spec.kind.value,
-            "DigitalSetName": "BatchAct" if spec.kind is TagKind.DIGITAL else "",
-            "EngineeringUnits": spec.units,
-            "Span": 100.0,
-            "Zero": 0.0,
-            "Step": spec.kind in (TagKind.DIGITAL, TagKind.STRING),
-            "Future": False,
-            "DisplayDigits": -5,
-            "Links": {"Self": f"{request.base_url}piwebapi/points/{spec.web_id}"},
-        }
+        return self.directory.point(spec, server, base_url(request))
 
     def _lookup_path(self, path: str) -> tuple[TagSpec | None, str]:
         tag = _tag_of_path(path)
@@ -169,9 +188,6 @@ class PISimulator:
             return None, f"PI Point not found '{path}'."
         return spec, ""
 
-    async def _root(self, request: Request) -> Response:
-        return json_response({"Links": {"Self": f"{request.base_url}piwebapi"}})
-
     async def _point_by_path(self, request: Request) -> Response:
         path = request.query_params.get("path", "")
         spec, error = self._lookup_path(path)
@@ -180,11 +196,10 @@ class PISimulator:
         return json_response(self._point(spec, path[2:].partition("\\")[0], request))
 
     async def _point_by_web_id(self, request: Request) -> Response:
-        name = web_id_to_name(request.path_params["web_id"])
-        spec = self.catalog.get(name) if name else None
-        if spec is None:
+        found = self.streams.resolve(request.path_params["web_id"])
+        if found is None:
             return _errors(404, "Unknown or invalid WebID.")
-        return json_response(self._point(spec, "SIMPI", request))
+        return json_response(self._point(*found, request))
 
     async def _points_multiple(self, request: Request) -> Response:
         items: list[dict[str, object]] = []
@@ -203,11 +218,10 @@ class PISimulator:
     def _window(self, request: Request) -> tuple[int, int, int] | Response:
         """``(start_us, end_us_inclusive, max_count)`` or the 400 explaining what is wrong."""
         q = request.query_params
-        start, end = parse_time(q.get("startTime")), parse_time(q.get("endTime"))
-        if start is None or end is None:
-            return _errors(400, "The simulator needs ISO-8601 startTime and endTime with a zone.")
-        if end < start:
-            return _errors(400, "The simulator serves time-ascending ranges only.")
+        span = pi_streams.window(request, self.now())
+        if isinstance(span, Response):
+            return span
+        start, end = span
         if q.get("boundaryType", "Inside").lower() != "inside":
             return _errors(400, "The simulator supports boundaryType=Inside only.")
         try:
@@ -226,7 +240,11 @@ class PISimulator:
         self, spec: TagSpec, start: int, end: int, max_count: int, wanted: tuple[str, ...]
     ) -> bytes:
         """The ``Items`` array text of one stream (inclusive end: PI's Inside boundary)."""
-        page = events(spec, start, self.catalog.until(end + 1), max_count)
+        cap = self.catalog.until(max(start, end) + 1) - 1  # latest instant that has values
+        if min(start, end) > cap:  # the whole range is after now
+            page = events(spec, start, start)
+        else:
+            page = pi_values.recorded(spec, min(start, cap), min(end, cap), max_count)
         body = b"[" + _value_rows(spec, page, wanted) + b"]"
         if spec.name in self.faults.error_tags:
             error = {
@@ -241,10 +259,10 @@ class PISimulator:
         return body
 
     async def _stream_recorded(self, request: Request) -> Response:
-        name = web_id_to_name(request.path_params["web_id"])
-        spec = self.catalog.get(name) if name else None
-        if spec is None:
+        found = self.streams.resolve(request.path_params["web_id"])
+        if found is None:
             return _errors(404, "Unknown or invalid WebID.")
+        spec = found[0]
         window = self._window(request)
         if isinstance(window, Response):
             return window
@@ -265,15 +283,15 @@ class PISimulator:
         streams: list[bytes] = []
         failed = False
         for web_id in web_ids:
-            name = web_id_to_name(web_id)
-            spec = self.catalog.get(name) if name else None
-            if spec is None:
+            found = self.streams.resolve(web_id)
+            if found is None:
                 failed = True
                 head = {"WebId": web_id, "Items": [], "Exception": {"Errors": ["Unknown WebID."]}}
                 streams.append(dumps(head))
                 continue
+            spec, server = found
             head_text = dumps(
-                {"WebId": web_id, "Name": spec.name, "Path": f"\\\\SIMPI\\{spec.name}"}
+                {"WebId": web_id, "Name": spec.name, "Path": f"\\\\{server}\\{spec.name}"}
             )
             items = self._stream_items(spec, *window, wanted)
             units = dumps(spec.units)

@@ -1,12 +1,15 @@
 """The ACE IoT (FlightDeck) API source: timeseries of named points, or of a whole site.
 
-* :meth:`AceIotSource.read` asks ``POST points/get_timeseries?start_time&end_time`` with
-  ``{"points": [{"name": ..}]}`` for at most 100 points a call. ACE leaves unknown points out of
+* :meth:`AceIotSource.read` asks ``POST points/get_timeseries?start_time&end_time&raw_data=true``
+  with ``{"points": [{"name": ..}]}`` (the body ACE's Swagger schema defines: point objects, not
+  bare names) for at most 100 points a call. ACE leaves unknown points out of
   the answer without a word, so each name is first checked once with ``GET points/{name}`` (an
   unknown one fails alone; switch off with ``verify_points``).
 * :meth:`AceIotSource.read_site` walks ``GET sites/{site}/timeseries/paginated``.
 
-Both follow ``next_cursor`` while ``has_more`` says so, and turn each page into one batch per
+Every timeseries call says ``raw_data=true``: ACE's default is 5-minute aggregates, which would
+silently keep one value in five of a one-minute point. Both follow ``next_cursor`` while
+``has_more`` says so, and turn each page into one batch per
 point. Sample values arrive as strings: what parses as a number becomes the value; any other text
 (``"active"``, ``"Manual"``) is kept as text with a NaN value. ACE has no quality: values are
 good, a ``null`` is bad.
@@ -43,6 +46,8 @@ from shared.errors import ConfigError
 
 log = structlog.get_logger(__name__)
 MAX_POINTS_PER_CALL = 100
+# the ``page_size`` values ACE's Swagger schema allows (an enum: anything else is a 400)
+PAGE_SIZES = (3, 10, 50, 100, 500, 1000, 5000, 10000, 50000, 100000, 300000, 500000)
 _SAMPLE = itemgetter("name", "value", "time")
 
 
@@ -66,6 +71,8 @@ class AceIotConfig:
             raise ConfigError(f"ACE_API_URL must be an http(s) URL, got {self.base_url!r}")
         if not 1 <= self.points_per_request <= MAX_POINTS_PER_CALL:
             raise ConfigError(f"ACE reads 1..{MAX_POINTS_PER_CALL} points per request")
+        if self.page_size is not None and self.page_size not in PAGE_SIZES:
+            raise ConfigError(f"ACE's page_size is one of {PAGE_SIZES}, got {self.page_size}")
 
 
 def _value(raw: Any) -> tuple[float, str, bool]:
@@ -169,6 +176,7 @@ class AceIotSource(HttpSource):
         params: list[tuple[str, str | int]] = [
             ("start_time", format_time(window.start_us)),
             ("end_time", format_time(window.end_us)),
+            ("raw_data", "true"),  # never ACE's default 5-minute aggregates
         ]
         if self.config.page_size:
             params.append(("page_size", self.config.page_size))
@@ -201,7 +209,6 @@ class AceIotSource(HttpSource):
             window,
             [],
             None,
-            [("raw_data", "true")],
         )
         async for item in self._collect(pages, [], window):
             yield item

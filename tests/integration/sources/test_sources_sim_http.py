@@ -118,7 +118,7 @@ def test_pi_and_ace_simulators_serve_nothing_after_their_clock() -> None:
         ).json()["count"]
         samples = httpx.post(
             f"{ace.url}/api/points/get_timeseries",
-            params={"start_time": "2024-01-01T00:00:00Z", "end_time": end},
+            params={"start_time": "2024-01-01T00:00:00Z", "end_time": end, "raw_data": "true"},
             json={"points": [{"name": "sim/sim_site/SINUSOID"}]},
             headers={"Authorization": "Bearer k"},
         ).json()["point_samples"]

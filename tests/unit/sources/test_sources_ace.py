@@ -109,6 +109,9 @@ async def test_pages_are_followed_to_the_end_and_points_batched_by_100() -> None
     assert all(len(got[n]) == 3 and got[n].complete is not None for n in names)
     assert calls[0].headers["Authorization"] == "Bearer key-1"
     assert calls[0].url.params["start_time"] == "2024-01-01T00:00:00Z"
+    # the body ACE's schema defines (point objects) and raw samples, on every page's call
+    assert json.loads(calls[0].content)["points"][0] == {"name": "c/s/p0"}
+    assert all(r.url.params.get("raw_data") == "true" for r in calls)
 
 
 async def test_unknown_points_fail_alone_after_a_check() -> None:
@@ -121,6 +124,13 @@ async def test_unknown_points_fail_alone_after_a_check() -> None:
     assert len(got["c/s/known"]) == 3
     checks = [r.url.raw_path for r in fake.requests if r.method == "GET"]
     assert b"/api/points/c%2Fs%2Fknown" in checks
+
+
+def test_a_page_size_ace_does_not_offer_is_refused() -> None:
+    """ACE's page_size is an enum: 500 is accepted, 700 is a configuration error."""
+    assert AceIotConfig("https://ace.test/api", SecretStr("k"), page_size=500).page_size == 500
+    with pytest.raises(ConfigError, match="page_size"):
+        AceIotConfig("https://ace.test/api", SecretStr("k"), page_size=700)
 
 
 def test_more_than_100_points_a_call_is_refused() -> None:
