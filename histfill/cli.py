@@ -11,9 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from histfill import stack as stack_mod
-from producer.cli import app as backfill_app
-from producer.cli import run_service
-from producer.verify import verify_command
+from producer.api.cli import app as backfill_app
+from producer.api.cli import run_service
 from shared.bootstrap import ensure_infrastructure
 from shared.errors import HistfillError
 from shared.logging import configure_logging
@@ -24,6 +23,7 @@ from shared.settings import (
     env_table,
     load_settings,
 )
+from verify.verifier import verify_command
 
 app = typer.Typer(
     help="Move historian data (PI, ACE IoT) into QuestDB through Kafka.", no_args_is_help=True

@@ -17,11 +17,11 @@ import uvicorn
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 
-from producer.api import create_app
-from producer.connectors import Connectors
-from producer.live import LivePoller
-from producer.orchestrator import Orchestrator
-from producer.planner import ChunkSizeError, parse_chunk_size
+from producer.api.app import create_app
+from producer.live.poller import LivePoller
+from producer.planning.planner import ChunkSizeError, parse_chunk_size
+from producer.sources.connectors import Connectors
+from producer.worker.orchestrator import Orchestrator
 from shared.codec import BatchCodec
 from shared.errors import ConfigError, HistfillError
 from shared.kafka import base_config, ensure_topics, topic_specs

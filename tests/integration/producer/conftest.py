@@ -20,8 +20,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from producer.connectors import Connectors
-from producer.orchestrator import Orchestrator
+from producer.sources.connectors import Connectors
+from producer.worker.orchestrator import Orchestrator
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
 from shared.kafka import consumer_config, ensure_topics, topic_specs

@@ -6,7 +6,7 @@ import httpx
 import pytest
 import typer
 
-from producer import cli
+from producer.api import cli
 
 
 def _client(response: httpx.Response) -> httpx.Client:

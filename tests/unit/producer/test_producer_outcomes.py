@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from producer import checkpoints as cp
+from producer.api.status import RECENT_FINISHED_MAX, recent, retry_body
 from producer.errors import RequestRejected
-from producer.outcomes import MAX_FAILED_POINTS_SHOWN, PointChunkTally
-from producer.progress import BackfillRequest, RequestProgress, Status
-from producer.restore import restore_outcomes
-from producer.status import RECENT_FINISHED_MAX, recent, retry_body
+from producer.state import checkpoints as cp
+from producer.state.outcomes import MAX_FAILED_POINTS_SHOWN, PointChunkTally
+from producer.state.progress import BackfillRequest, RequestProgress, Status
+from producer.state.restore import restore_outcomes
 from shared.batch import to_micros
 
 HOUR_US = 3_600_000_000

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from producer.planner import (
+from producer.planning.planner import (
     MIN_CHUNK_US,
     ChunkSizeError,
     format_timespan,

@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 
-from producer.publisher import slices, transactional_id
+from producer.worker.publisher import slices, transactional_id
 from shared.batch import PointBatch
 from shared.ratelimit import ValueRateLimit
 from shared.settings import ProducerSettings, load_settings

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from producer.errors import RequestRejected
-from producer.progress import BackfillRequest, RequestProgress, Status
-from producer.requests import MAX_RECORD_BYTES, Limits, StartBody, estimate, validate
+from producer.planning.requests import MAX_RECORD_BYTES, Limits, StartBody, estimate, validate
+from producer.state.progress import BackfillRequest, RequestProgress, Status
 from shared.batch import to_micros
 from shared.settings import ProducerSettings, load_settings
 

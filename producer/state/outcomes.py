@@ -9,7 +9,7 @@ outcome is also counted per *point-chunk* (one point over one chunk's window):
 * skipped: the point already held the window (an earlier run or request) and nothing was read;
 * failed: the point could not be read after its retries (its error is kept per point);
 * partial: the window reached past the moment of the read and only the part before it was
-  recorded (:func:`producer.checkpoints.recordable_end`); a rerun fills the rest.
+  recorded (:func:`producer.state.checkpoints.recordable_end`); a rerun fills the rest.
 
 A point is *completed* for the request when every one of its chunks is completed or skipped
 (each point is in exactly one group, so it has one chunk per time window). Pure bookkeeping:

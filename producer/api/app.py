@@ -4,7 +4,7 @@ Every answer is the seed's envelope, ``{"success": true, "data": ...}``; failure
 ``{"success": false, "error": {"field": ..., "message": ...}}`` with a 4xx/5xx status: 413 for a
 body over ``API_MAX_BODY_BYTES`` (refused before it is read to its end, let alone parsed), 400
 for a body that is not JSON (with line and column) or a rule it breaks (see
-:mod:`producer.requests`), 422 for a body of the wrong shape, 401 without the bearer token
+:mod:`producer.planning.requests`), 422 for a body of the wrong shape, 401 without the bearer token
 (``API_TOKEN``, mutating endpoints only), 404 for an unknown request id, 503 when Kafka did not
 take the request. OpenAPI docs at ``/docs``.
 """
@@ -28,9 +28,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producer.errors import ProducerError, PublishError, RequestRejected, UnknownRequest
-from producer.orchestrator import Orchestrator
-from producer.progress import RequestProgress, iso
-from producer.requests import StartBody
+from producer.planning.requests import StartBody
+from producer.state.progress import RequestProgress, iso
+from producer.worker.orchestrator import Orchestrator
 from shared.batch import from_micros
 
 _bearer = HTTPBearer(auto_error=False, description="API_TOKEN, when the service sets one.")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from producer.checkpoints import StateView
-from producer.planner import Plan
-from producer.progress import RequestProgress, Status
+from producer.planning.planner import Plan
+from producer.state.checkpoints import StateView
+from producer.state.progress import RequestProgress, Status
 from shared.batch import to_micros
 
 

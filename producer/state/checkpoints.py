@@ -17,7 +17,7 @@ Four kinds of record, each under a key that compaction keeps the latest value of
     a point that could not be read after its retries, with the error; a tombstone clears it once
     a later attempt succeeds.
 ``verified:<connector>:<start_us>:<end_us>:<digest of points>``
-    the latest ``histfill verify`` of a chunk (:mod:`producer.verify`): ``ok`` says whether every
+    the latest ``histfill verify`` of a chunk (:mod:`verify.verifier`): ``ok`` says whether every
     point's QuestDB rows matched the source's count with no unexplained gap and no value out of
     range. Keyed like the chunk's ``done:`` checkpoint, so it sits beside it whichever request
     wrote the data; the record names the request it was checked for (``requestId``, or null).
@@ -27,7 +27,7 @@ The values are JSON rather than Avro: this is a low-volume control plane an oper
 ``kafka-console-consumer``, and ``schemas/`` is the single record family of the data codec (its
 ``SchemaStore`` reads every ``*.avsc`` there as a version of the data batch).
 
-Everything here is pure; :mod:`producer.state_io` reads and writes the topic.
+Everything here is pure; :mod:`producer.state.reader` reads and writes the topic.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from producer.planner import points_digest
+from producer.planning.planner import points_digest
 
 REQUEST = "request"
 DONE = "done"

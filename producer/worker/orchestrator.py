@@ -5,13 +5,13 @@ crashed predecessor left open), read the state topic to its end, and put back ev
 request; its chunks already checkpointed are found done and skipped, so it resumes at the first
 chunk not committed.
 
-Dispatch is time-major (see :mod:`producer.planner`): requests in the order they were queued,
-and within a request chunk ``k`` of every point group before chunk ``k + 1``. A chunk whose
+Dispatch is time-major (see :mod:`producer.planning.planner`): requests in the order they were
+queued, and within a request chunk ``k`` of every point group before chunk ``k + 1``. A chunk whose
 points already hold its window (this request's earlier run, or any earlier request over the same
 range) is skipped without reading anything: re-running a finished range publishes nothing.
 
 Each worker owns a transactional producer and runs one chunk at a time through
-:class:`~producer.chunks.ChunkRunner`: read, publish and checkpoint in one transaction, with
+:class:`~producer.worker.chunks.ChunkRunner`: read, publish and checkpoint in one transaction, with
 per-point retries. Cancel and pause take effect between pages (the open transaction is aborted);
 stopping the service does the same, and the next start redoes those chunks.
 """
@@ -29,16 +29,17 @@ from typing import Any
 
 import structlog
 
-from producer import checkpoints as cp
-from producer.chunks import ChunkRunner
-from producer.connectors import Connectors
+from producer.api.status import retry_body, status_payload
 from producer.errors import (
     ChunkCancelled,
     FencedError,
     UnknownRequest,
 )
-from producer.planner import Chunk, Plan
-from producer.progress import (
+from producer.planning.planner import Chunk, Plan
+from producer.planning.requests import Limits, StartBody, estimate, validate
+from producer.sources.connectors import Connectors
+from producer.state import checkpoints as cp
+from producer.state.progress import (
     BackfillRequest,
     RequestProgress,
     Status,
@@ -46,11 +47,10 @@ from producer.progress import (
     iso,
     utc_now,
 )
-from producer.publisher import BackfillPublisher, PlainPublisher, fence
-from producer.requests import Limits, StartBody, estimate, validate
-from producer.restore import restore_outcomes
-from producer.state_io import read_state
-from producer.status import retry_body, status_payload
+from producer.state.reader import read_state
+from producer.state.restore import restore_outcomes
+from producer.worker.chunks import ChunkRunner
+from producer.worker.publisher import BackfillPublisher, PlainPublisher, fence
 from shared.batch import from_micros
 from shared.codec import BatchCodec
 from shared.errors import HistfillError
@@ -275,7 +275,7 @@ class Orchestrator:
 
     def status(self, include_finished: bool = False) -> dict[str, Any]:
         """The seed's ``/api/backfill/status`` payload plus ``recentRequests`` (see
-        :func:`producer.status.status_payload`)."""
+        :func:`producer.api.status.status_payload`)."""
         return status_payload(
             [e.progress for e in self.entries.values()],
             self._now(),
