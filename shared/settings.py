@@ -329,7 +329,9 @@ class ProducerSettings(CommonSettings):
     publish_max_values_per_second: float = Field(
         0.0,
         ge=0,
-        description="Cap on backfill values published per second, all workers (0: none).",
+        description="Cap on backfill values published per second, all workers (0: none). "
+        "With a cap, chunks are planned to publish within half the 10-minute transaction "
+        "timeout at their worker's share of it.",
     )
     max_batches_in_flight: int = Field(
         1000, ge=8, description="Cap on backfill messages produced but not yet acknowledged."
