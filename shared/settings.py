@@ -278,7 +278,21 @@ class ProducerSettings(CommonSettings):
     )
 
     source_max_requests_per_second: float = Field(
-        20.0, gt=0, description="Request-rate budget per historian host, shared by all workers."
+        20.0,
+        gt=0,
+        description="Request-rate budget per historian host, shared by all workers (of every "
+        "producer process with SOURCE_RATE_LIMIT_SCOPE=fleet).",
+    )
+    source_rate_limit_scope: Literal["fleet", "process"] = Field(
+        "fleet",
+        description="Where the per-host budget lives: `fleet` (Redis at REDIS_URL: every producer "
+        "process shares it, a 429 pauses them all; the local budget if Redis is unreachable) or "
+        "`process` (each process alone).",
+    )
+    source_rate_limit_key_prefix: str = Field(
+        "histfill:ratelimit:",
+        description="Prefix of the fleet's rate-budget keys in Redis (`<prefix><host>:tat`, "
+        "`<prefix><host>:pause`).",
     )
 
     backfill_workers: int = Field(
