@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 
 from producer.api.app import create_app
+from producer.fleet.coordinator import FleetOrchestrator
 from producer.live.poller import LivePoller
 from producer.planning.planner import ChunkSizeError, parse_chunk_size
 from producer.sources.connectors import Connectors
@@ -39,7 +40,11 @@ def build_app(settings: ProducerSettings) -> FastAPI:
         raise ConfigError(f"DEFAULT_CHUNK_SIZE: {exc}") from exc
     codec = BatchCodec()
     connectors = Connectors.from_settings(settings)
-    orchestrator = Orchestrator(settings, connectors, codec)
+    orchestrator = (
+        FleetOrchestrator(settings, connectors, codec)
+        if settings.producer_fleet
+        else Orchestrator(settings, connectors, codec)
+    )
     token = settings.api_token.get_secret_value() if settings.api_token else None
     app = create_app(orchestrator, api_token=token)
     if settings.live_connector is not None:

@@ -359,6 +359,28 @@ class ProducerSettings(CommonSettings):
     retry_backoff_seconds: float = Field(
         1.0, ge=0, description="First wait before a chunk retry; doubles with each retry."
     )
+    producer_fleet: bool = Field(
+        False,
+        description="Run as one member of a producer fleet: chunk tasks go through TOPIC_TASKS "
+        "and any number of producer processes share them (false: one process does all).",
+    )
+    producer_instance_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="This fleet member's stable name (its transactional ids derive from it); "
+        "unset: the host name.",
+    )
+    producer_group_id: str = Field(
+        "histfill-producer", description="Kafka consumer group of the fleet's task workers."
+    )
+    topic_tasks: str = Field(
+        "naia.backfill.tasks", description="Topic of the fleet's chunk tasks (fleet mode)."
+    )
+    topic_tasks_partitions: int = Field(
+        12,
+        ge=1,
+        description="Partitions of the tasks topic: the most task workers the fleet can use.",
+    )
     live_connector: Literal["PIWebApi", "AceIot", "Simulator"] | None = Field(
         None, description="Connector polled for current values in live mode; unset: live mode off."
     )

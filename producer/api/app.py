@@ -215,6 +215,7 @@ class ProgressCollector(Collector):
         batches = CounterMetricFamily(
             "histfill_backfill_batches_published", "Messages published.", labels=labels
         )
+        self._orchestrator.refresh()
         for entry in self._orchestrator.entries.values():
             p = entry.progress
             key = [p.request.request_id, p.request.connector_type, p.status.value]

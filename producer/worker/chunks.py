@@ -87,6 +87,9 @@ class ChunkRunner:
         self._put = put
         self._sleep = sleep
         self._now = now
+        self.apply_commits = True
+        """Fold a committed checkpoint into :attr:`view` at once; a fleet member leaves that to
+        its state tailer, which reads every member's checkpoints (its own included) once."""
 
     async def run(
         self,
@@ -234,7 +237,8 @@ class ChunkRunner:
             await asyncio.to_thread(pub.abort)
             raise
         # only now, with the transaction committed, does this process count the chunk as done
-        self.view.apply_done(record)
+        if self.apply_commits:
+            self.view.apply_done(record)
         for tomb in tombstones:
             stale.pop(tomb.split(":", 2)[2], None)
         progress.chunk_committed(values, batches)

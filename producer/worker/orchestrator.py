@@ -163,24 +163,35 @@ class Orchestrator:
     def _restore(self) -> None:
         records = sorted(self.view.requests.values(), key=lambda r: str(r.get("queuedAt")))
         for record in records:
-            request = BackfillRequest.from_record(record)
+            entry = self._entry_from_record(record)
             status = Status(record["status"])
-            entry = self._entry(request)
             progress = entry.progress
-            restore_outcomes(progress, entry.plan, self.view, status)
-            tally = self.view.tallies[request.request_id]
-            progress.values_published, progress.batches_published = tally.values, tally.batches
-            progress.started_at = _parse_time(record.get("startedAt"))
-            progress.finished_at = _parse_time(record.get("finishedAt"))
-            progress.errors = list(record.get("errors", []))
-            progress.error_count = int(record.get("errorCount", 0))
-            progress.message = record.get("message")
             progress.status = status if status.final or status is Status.PAUSED else Status.QUEUED
-            if status.final:
-                progress.restore_elapsed(float(record.get("elapsedSeconds") or 0.0))
             if not status.final:
-                log.info("request_resumed", request_id=request.request_id, status=status.value)
-            self.entries[request.request_id] = entry
+                log.info("request_resumed", request_id=progress.request.request_id, status=status)
+            self.entries[progress.request.request_id] = entry
+
+    def _entry_from_record(self, record: dict[str, Any], status: Status | None = None) -> _Entry:
+        """A request's entry as the state view tells it (``status``: as if it were that)."""
+        request = BackfillRequest.from_record(record)
+        status = status or Status(record["status"])
+        entry = self._entry(request)
+        progress = entry.progress
+        restore_outcomes(progress, entry.plan, self.view, status)
+        tally = self.view.tallies[request.request_id]
+        progress.values_published, progress.batches_published = tally.values, tally.batches
+        progress.started_at = _parse_time(record.get("startedAt"))
+        progress.finished_at = _parse_time(record.get("finishedAt"))
+        progress.errors = list(record.get("errors", []))
+        progress.error_count = int(record.get("errorCount", 0))
+        progress.message = record.get("message")
+        progress.status = status
+        if status.final:
+            progress.restore_elapsed(float(record.get("elapsedSeconds") or 0.0))
+        return entry
+
+    def refresh(self) -> None:
+        """Bring :attr:`entries` up to date before a read (a fleet member rebuilds them)."""
 
     def _entry(self, request: BackfillRequest) -> _Entry:
         plan = request.plan()

@@ -116,10 +116,16 @@ class BackfillPublisher:
         max_in_flight: int = 1000,
         factory: ProducerFactory = Producer,
         timeout_s: float = 30.0,
+        txn_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.worker = worker
-        self.transactional_id = transactional_id(settings, worker)
+        self.transactional_id = txn_id or transactional_id(settings, worker)
+        self.offsets: list[Any] | None = None
+        """Fleet mode: consumer offsets (``TopicPartition``) every commit carries, with
+        :attr:`group_metadata`: the task being worked on (fencing a zombie by the group's
+        generation) or the one after it (the task consumed, atomically with its data)."""
+        self.group_metadata: Any = None
         self._codec = codec
         self._factory = factory
         self._timeout = timeout_s
@@ -175,6 +181,13 @@ class BackfillPublisher:
         could drop a transaction the broker already committed); one that requires an abort
         raises, and the caller aborts and redoes the chunk.
         """
+        if self.offsets is not None:
+            try:
+                self._producer.send_offsets_to_transaction(
+                    self.offsets, self.group_metadata, self._timeout
+                )
+            except KafkaException as exc:
+                raise _translate(exc, "send_offsets_to_transaction") from exc
         for attempt in range(1, attempts + 1):
             try:
                 self._producer.commit_transaction(self._timeout)
