@@ -376,6 +376,12 @@ class ProducerSettings(CommonSettings):
     topic_tasks: str = Field(
         "naia.backfill.tasks", description="Topic of the fleet's chunk tasks (fleet mode)."
     )
+    test_commit_delay_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Tests only: a fleet worker waits this long between producing a "
+        "transaction's records and committing it (a window to kill it mid-commit). 0: never.",
+    )
     topic_tasks_partitions: int = Field(
         12,
         ge=1,

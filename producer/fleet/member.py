@@ -79,6 +79,7 @@ class TaskWorker:
             workers=settings.backfill_workers,
             max_in_flight=settings.max_batches_in_flight,
             txn_id=fleet_transactional_id(settings.topic_state, self.id),
+            commit_delay_s=settings.test_commit_delay_seconds,
         )
         self.consumer: Any = None
         self.partitions: set[int] = set()

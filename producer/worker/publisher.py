@@ -117,6 +117,7 @@ class BackfillPublisher:
         factory: ProducerFactory = Producer,
         timeout_s: float = 30.0,
         txn_id: str | None = None,
+        commit_delay_s: float = 0.0,
     ) -> None:
         self.settings = settings
         self.worker = worker
@@ -126,6 +127,7 @@ class BackfillPublisher:
         :attr:`group_metadata`: the task being worked on (fencing a zombie by the group's
         generation) or the one after it (the task consumed, atomically with its data)."""
         self.group_metadata: Any = None
+        self._commit_delay_s = commit_delay_s
         self._codec = codec
         self._factory = factory
         self._timeout = timeout_s
@@ -181,6 +183,10 @@ class BackfillPublisher:
         could drop a transaction the broker already committed); one that requires an abort
         raises, and the caller aborts and redoes the chunk.
         """
+        if self._commit_delay_s:  # TEST_COMMIT_DELAY_SECONDS: a window to kill us mid-commit
+            self._producer.flush(self._timeout)  # the transaction's records are on the broker
+            log.warning("commit_delayed_for_test", seconds=self._commit_delay_s)
+            time.sleep(self._commit_delay_s)
         if self.offsets is not None:
             try:
                 self._producer.send_offsets_to_transaction(

@@ -71,16 +71,8 @@ def _expected_values(settings: ProducerSettings) -> int:
     return sum(c or 0 for c in counts)
 
 
-def test_three_members_share_a_request_and_survive_a_sigkill(
-    fleet: list[Service], producer_settings: ProducerSettings
-) -> None:
-    """Every member commits tasks; after one is SIGKILLed the others take its tasks within the
-    session timeout, the request completes on every member's API, and a read_committed reader
-    sees every value the source has exactly once."""
-    for member in fleet:
-        member.start()
-    first, second, victim = fleet
-    response = first.post(
+def _submit(member: Service) -> str:
+    response = member.post(
         "/api/backfill/start",
         {
             "connectorType": "Simulator",
@@ -91,41 +83,101 @@ def test_three_members_share_a_request_and_survive_a_sigkill(
         },
     )
     assert response.status_code == 200, response.text
-    request_id = response.json()["data"]["requestId"]
     assert response.json()["data"]["totalChunks"] == 900
+    request_id: str = response.json()["data"]["requestId"]
+    return request_id
 
-    # spread over all three: each member has committed tasks of the request
+
+def _spread(member: Service, request_id: str, members: int = 3, each: int = 3) -> bool:
+    counts = _tasks_done(member.get("/api/backfill/status"), request_id)
+    return len(counts) == members and all(n >= each for n in counts.values())
+
+
+def _await_final(member: Service, request_id: str) -> dict[str, Any]:
     wait_for(
-        lambda: (
-            all(n >= 3 for n in _tasks_done(first.get("/api/backfill/status"), request_id).values())
-            and len(_tasks_done(first.get("/api/backfill/status"), request_id)) == 3
-        ),
-        timeout=120,
-        interval=0.2,
+        lambda: member.get(f"/api/backfill/request/{request_id}")["status"] in FINAL,
+        timeout=240,
+        interval=0.5,
     )
+    return member.get(f"/api/backfill/request/{request_id}")
+
+
+def _assert_exactly_once(settings: ProducerSettings, done: dict[str, Any]) -> None:
+    """Every value the source has is in the backfill topic, none twice (read_committed)."""
+    expected = _expected_values(settings)
+    assert expected == 216_000
+    seen = values_by_point(read_committed(settings))
+    assert sorted(seen) == sorted(POINTS)
+    duplicates = sum(len(ts) - len(set(ts)) for ts in seen.values())
+    assert duplicates == 0, f"{duplicates} values committed twice"
+    assert sum(len(ts) for ts in seen.values()) == expected
+    assert done["valuesPublished"] == expected
+
+
+def test_three_members_share_a_request_and_survive_a_sigkill(
+    fleet: list[Service], producer_settings: ProducerSettings
+) -> None:
+    """Every member commits tasks; after one is SIGKILLed the others take its tasks within the
+    session timeout, the request completes on every member's API, and a read_committed reader
+    sees every value the source has exactly once."""
+    for member in fleet:
+        member.start()
+    first, second, victim = fleet
+    request_id = _submit(first)
+    wait_for(lambda: _spread(first, request_id), timeout=120, interval=0.2)
     victim.kill()
     at_kill = first.get(f"/api/backfill/request/{request_id}")
     assert at_kill["status"] not in FINAL, "the request must still be running when one dies"
 
-    wait_for(
-        lambda: first.get(f"/api/backfill/request/{request_id}")["status"] in FINAL,
-        timeout=180,
-        interval=0.5,
-    )
-    done = first.get(f"/api/backfill/request/{request_id}")
+    done = _await_final(first, request_id)
     assert done["status"] == "Completed", done
-    # any member answers the same
     assert second.get(f"/api/backfill/request/{request_id}")["status"] == "Completed"
     counts = _tasks_done(second.get("/api/backfill/status"), request_id)
     assert sum(counts.values()) == 900
     assert min(counts[m] for m in ("m0", "m1", "m2")) > 0
+    _assert_exactly_once(producer_settings, done)
 
-    expected = _expected_values(producer_settings)
-    assert expected == 216_000
-    seen = values_by_point(read_committed(producer_settings))
-    assert sorted(seen) == sorted(POINTS)
-    total = sum(len(ts) for ts in seen.values())
-    duplicates = sum(len(ts) - len(set(ts)) for ts in seen.values())
-    assert duplicates == 0, f"{duplicates} values committed twice"
-    assert total == expected
-    assert done["valuesPublished"] == expected
+
+def test_a_member_killed_inside_a_commit_leaves_nothing_twice(
+    fleet: list[Service], producer_settings: ProducerSettings
+) -> None:
+    """SIGKILL while a worker's transaction holds a chunk's data and checkpoint but is not yet
+    committed (TEST_COMMIT_DELAY_SECONDS opens the window): a survivor fences its id, the open
+    transaction is aborted, the task is redone once, and the request completes exactly once."""
+    first, second, victim = fleet
+    first.start()
+    second.start()
+    victim.start(TEST_COMMIT_DELAY_SECONDS="5")
+    request_id = _submit(first)
+    wait_for(lambda: _spread(first, request_id, each=1), timeout=120, interval=0.2)
+    marks = victim.log_path.read_text().count("commit_delayed_for_test")
+    wait_for(
+        lambda: victim.log_path.read_text().count("commit_delayed_for_test") > marks,
+        timeout=60,
+        interval=0.05,
+    )
+    victim.kill()  # inside the commit's delay: records produced, transaction open
+    done = _await_final(first, request_id)
+    assert done["status"] == "Completed", done
+    _assert_exactly_once(producer_settings, done)
+
+
+def test_a_whole_fleet_restart_resumes_without_republishing(
+    fleet: list[Service], producer_settings: ProducerSettings
+) -> None:
+    """Every member SIGKILLed mid-request, then all started again: they resume from the
+    committed task offsets and checkpoints, and no committed chunk is published again."""
+    for member in fleet:
+        member.start()
+    request_id = _submit(fleet[0])
+    wait_for(lambda: _spread(fleet[0], request_id), timeout=120, interval=0.2)
+    for member in fleet:
+        member.kill()
+    for member in fleet:
+        member.start()
+    before = fleet[1].get(f"/api/backfill/request/{request_id}")
+    assert before["status"] not in FINAL
+    assert before["completedChunks"] > 0
+    done = _await_final(fleet[1], request_id)
+    assert done["status"] == "Completed", done
+    _assert_exactly_once(producer_settings, done)
