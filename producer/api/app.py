@@ -333,6 +333,7 @@ def create_app(
     @app.get("/api/backfill/request/{request_id}", tags=["backfill"])
     async def request_detail(request_id: str) -> dict[str, Any]:
         """One request: progress, counts, rate, ETA and its errors."""
+        await orchestrator.sync(request_id)
         return ok(orchestrator.get(request_id).to_json())
 
     @app.post("/api/backfill/request/{request_id}/cancel", dependencies=mutating, tags=["backfill"])

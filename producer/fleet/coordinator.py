@@ -179,6 +179,11 @@ class FleetOrchestrator(Orchestrator):
         """The runner every worker of this member shares (sources, throttle, state view)."""
         return self._runner
 
+    async def sync(self, request_id: str) -> None:
+        """A request another member accepted a moment ago: read the state topic up to now."""
+        if request_id not in self.view.requests:
+            await self.tailer.catch_up(timeout_s=10.0)
+
     def refresh(self) -> None:
         """Every request's progress, rebuilt from the tailed state topic."""
         entries = {}
@@ -217,6 +222,7 @@ class FleetOrchestrator(Orchestrator):
 
     async def cancel(self, request_id: str) -> RequestProgress:
         """Cancel for the whole fleet: every worker sees the record between two pages."""
+        await self.sync(request_id)
         progress = self.get(request_id)
         if not progress.status.final:
             progress.finish(Status.CANCELLED, "cancelled by request", now=self._now)
@@ -225,6 +231,7 @@ class FleetOrchestrator(Orchestrator):
 
     async def pause(self, request_id: str) -> RequestProgress:
         """Pause for the whole fleet: open chunks abort, tasks wait on paused partitions."""
+        await self.sync(request_id)
         progress = self.get(request_id)
         if progress.status in (Status.QUEUED, Status.RUNNING):
             progress.status = Status.PAUSED
@@ -233,6 +240,7 @@ class FleetOrchestrator(Orchestrator):
 
     async def resume(self, request_id: str) -> RequestProgress:
         """Let the fleet go on with a paused request."""
+        await self.sync(request_id)
         progress = self.get(request_id)
         if progress.status is Status.PAUSED:
             progress.status = Status.RUNNING if progress.started_at else Status.QUEUED

@@ -190,6 +190,10 @@ class Orchestrator:
             progress.restore_elapsed(float(record.get("elapsedSeconds") or 0.0))
         return entry
 
+    async def sync(self, request_id: str) -> None:
+        """Make sure a request another process just accepted is known here (a fleet member
+        catches up with the state topic; one process knows all it accepted)."""
+
     def refresh(self) -> None:
         """Bring :attr:`entries` up to date before a read (a fleet member rebuilds them)."""
 
@@ -280,6 +284,7 @@ class Orchestrator:
         """Queue a new request over the original window with only the points that failed (all
         of them if the window was cut at the read moment); chunks already checkpointed are
         skipped as in any rerun. ``RequestRejected`` (409) if there is nothing to retry."""
+        await self.sync(request_id)
         retried = await self.submit(retry_body(self.get(request_id)))
         log.info("request_retried", request_id=request_id, retry=retried.request.request_id)
         return retried

@@ -71,14 +71,14 @@ def _expected_values(settings: ProducerSettings) -> int:
     return sum(c or 0 for c in counts)
 
 
-def _submit(member: Service) -> str:
+def _submit(member: Service, start: str = START, end: str = END) -> str:
     response = member.post(
         "/api/backfill/start",
         {
             "connectorType": "Simulator",
             "pointAddresses": POINTS,
-            "startTime": START,
-            "endTime": END,
+            "startTime": start,
+            "endTime": end,
             "chunkSize": "1d",
         },
     )
@@ -181,3 +181,32 @@ def test_a_whole_fleet_restart_resumes_without_republishing(
     done = _await_final(fleet[1], request_id)
     assert done["status"] == "Completed", done
     _assert_exactly_once(producer_settings, done)
+
+
+def test_pause_resume_and_cancel_reach_every_member(
+    fleet: list[Service], producer_settings: ProducerSettings
+) -> None:
+    """A pause asked of one member holds the request on all (every member reports it paused and
+    its tasks wait uncommitted); resumed through another member it completes exactly once; a
+    request cancelled through one member ends cancelled on all."""
+    first, second, _ = fleet
+    first.start()
+    second.start()
+    request_id = _submit(first)
+    wait_for(lambda: _spread(first, request_id, members=2, each=1), timeout=120, interval=0.2)
+    assert second.post(f"/api/backfill/request/{request_id}/pause").status_code == 200
+    wait_for(
+        lambda: first.get(f"/api/backfill/request/{request_id}")["status"] == "Paused",
+        timeout=30,
+    )
+    held = sum(_tasks_done(first.get("/api/backfill/status"), request_id).values())
+    assert held < 900
+    assert first.post(f"/api/backfill/request/{request_id}/resume").status_code == 200
+    done = _await_final(second, request_id)
+    assert done["status"] == "Completed", done
+    _assert_exactly_once(producer_settings, done)
+
+    other = _submit(second, "2024-01-01T00:00:00Z", "2024-03-31T00:00:00Z")  # 90 days, new
+    assert first.post(f"/api/backfill/request/{other}/cancel").status_code == 200
+    cancelled = _await_final(second, other)
+    assert cancelled["status"] == "Cancelled"
