@@ -236,6 +236,7 @@ class ProgressCollector(Collector):
         yield values
         yield batches
         yield depth
+        yield from self._orchestrator.extra_metrics()
 
 
 def _add_retry(app: FastAPI, orchestrator: Orchestrator, mutating: list[Any]) -> None:

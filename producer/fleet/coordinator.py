@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from confluent_kafka import ConsumerGroupState, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
-from prometheus_client import Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from producer.fleet.member import (
     TaskWorker,
@@ -27,6 +27,7 @@ from producer.fleet.member import (
     fleet_transactional_id,
     task_value,
 )
+from producer.fleet.report import fleet_status, tasks_by_member
 from producer.fleet.tailer import StateTailer
 from producer.planning.requests import StartBody, validate
 from producer.sources.connectors import Connectors
@@ -40,12 +41,6 @@ from shared.kafka import TopicSpec, base_config, ensure_topics, producer_config
 from shared.settings import ProducerSettings
 
 log = structlog.get_logger(__name__)
-TASKS = Counter(
-    "histfill_fleet_tasks", "Chunk tasks this member finished, by outcome.", ["member", "outcome"]
-)
-TASK_VALUES = Counter(
-    "histfill_fleet_values_published", "Values this member published.", ["member"]
-)
 FINISH_CHECK_S = 1.0
 STABLE_TRIES = 15
 
@@ -64,13 +59,24 @@ class FleetOrchestrator(Orchestrator):
         self._planner: Any = None
         self._plan_lock = asyncio.Lock()
         self._janitor: asyncio.Task[None] | None = None
+        self._task_counts: dict[str, int] = {}
+        self._values = 0
 
     # -- life cycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Tasks topic, state caught up, workers in the group, the finisher."""
         s = self.settings
-        specs = [TopicSpec(s.topic_tasks, s.topic_tasks_partitions, s.topic_replication_factor)]
+        # kept forever: a task not yet consumed (a paused request, a stopped fleet) must not
+        # expire; a task is ~100 bytes, a million-chunk request ~100 MB
+        specs = [
+            TopicSpec(
+                s.topic_tasks,
+                s.topic_tasks_partitions,
+                s.topic_replication_factor,
+                {"retention.ms": "-1"},
+            )
+        ]
         await asyncio.to_thread(ensure_topics, AdminClient(base_config(s)), specs)
         self._control = PlainPublisher(s, self.codec)
         self._planner = Producer(
@@ -206,19 +212,7 @@ class FleetOrchestrator(Orchestrator):
 
     def fleet_status(self) -> dict[str, Any]:
         """Members, their workers' task partitions, and the tasks each finished per request."""
-        done: dict[str, dict[str, int]] = {}
-        for request_id, tasks in self.view.tasks.items():
-            for task in tasks.values():
-                member = str(task.get("member"))
-                done.setdefault(member, {})
-                done[member][request_id] = done[member].get(request_id, 0) + 1
-        members: dict[str, Any] = {}
-        for wid, record in self.view.members.items():
-            m = members.setdefault(str(record.get("member")), {"workers": {}})
-            m["workers"][wid] = record.get("partitions", [])
-        for member, counts in done.items():
-            members.setdefault(member, {"workers": {}})["tasksDone"] = counts
-        return {"instance": self.instance, "members": members}
+        return fleet_status(self.view, self.instance)
 
     async def cancel(self, request_id: str) -> RequestProgress:
         """Cancel for the whole fleet: every worker sees the record between two pages."""
@@ -362,9 +356,32 @@ class FleetOrchestrator(Orchestrator):
 
     def metrics_task(self, outcome: str, values: int) -> None:
         """Count a finished task in this member's Prometheus metrics."""
-        TASKS.labels(self.instance, outcome).inc()
-        if values:
-            TASK_VALUES.labels(self.instance).inc(values)
+        self._task_counts[outcome] = self._task_counts.get(outcome, 0) + 1
+        self._values += values
+
+    def extra_metrics(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        """This member's tasks and values, and every member's tasks per request (from the
+        state topic, so any member's /metrics shows the whole fleet's split)."""
+        tasks = CounterMetricFamily(
+            "histfill_fleet_tasks",
+            "Chunk tasks this member finished.",
+            labels=["member", "outcome"],
+        )
+        for outcome, n in sorted(self._task_counts.items()):
+            tasks.add_metric([self.instance, outcome], n)
+        values = CounterMetricFamily(
+            "histfill_fleet_values_published", "Values this member published.", labels=["member"]
+        )
+        values.add_metric([self.instance], self._values)
+        per_request = GaugeMetricFamily(
+            "histfill_fleet_request_tasks",
+            "Tasks of a request each member finished (from the state topic).",
+            labels=["request_id", "member"],
+        )
+        for request_id, counts in tasks_by_member(self.view).items():
+            for member, n in sorted(counts.items()):
+                per_request.add_metric([request_id, member], n)
+        return [tasks, values, per_request]
 
 
 def record_total(record: dict[str, Any]) -> int:

@@ -194,6 +194,10 @@ class Orchestrator:
         """Make sure a request another process just accepted is known here (a fleet member
         catches up with the state topic; one process knows all it accepted)."""
 
+    def extra_metrics(self) -> list[Any]:
+        """Prometheus metric families beyond the per-request ones (a fleet member's)."""
+        return []
+
     def refresh(self) -> None:
         """Bring :attr:`entries` up to date before a read (a fleet member rebuilds them)."""
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from producer.sources.connectors import Connectors
@@ -135,6 +136,12 @@ def test_three_members_share_a_request_and_survive_a_sigkill(
     counts = _tasks_done(second.get("/api/backfill/status"), request_id)
     assert sum(counts.values()) == 900
     assert min(counts[m] for m in ("m0", "m1", "m2")) > 0
+    metrics = httpx.get(f"{second.url}/metrics", timeout=10).text
+    assert 'histfill_fleet_tasks_total{member="m1",outcome="committed"}' in metrics
+    for member in ("m0", "m1", "m2"):  # every member's share, as the state topic tells it
+        assert f'histfill_fleet_request_tasks{{member="{member}",request_id="{request_id}"}}' in (
+            metrics
+        )
     _assert_exactly_once(producer_settings, done)
 
 
