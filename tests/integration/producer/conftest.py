@@ -40,6 +40,8 @@ def producer_env(stack_env: dict[str, str]) -> dict[str, str]:
         "BACKFILL_WORKERS": "2",
         "RETRY_BACKOFF_SECONDS": "0.01",
         "LOG_FORMAT": "json",
+        # this test's own request budgets in Redis: no state shared with other tests' hosts
+        "SOURCE_RATE_LIMIT_KEY_PREFIX": f"test:{stack_env['TOPIC_STATE']}:ratelimit:",
     }
 
 
