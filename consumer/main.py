@@ -16,12 +16,13 @@ from consumer.dlq import DeadLetterPublisher
 from consumer.lag import GroupLagWatcher
 from consumer.latest_cache import LatestValueCache
 from consumer.loop import IngestLoop
+from consumer.membership import claim_instance_id
 from consumer.metrics import ConsumerMetrics, HealthServer
 from consumer.questdb_sink import QuestDBSink
 from shared.bootstrap import ensure_infrastructure
 from shared.codec import BatchCodec
 from shared.errors import ConfigError, HistfillError
-from shared.kafka import base_config, consumer_config, producer_config
+from shared.kafka import base_config, consumer_config, producer_config, static_membership
 from shared.logging import configure_logging
 from shared.malloc import tune_malloc
 from shared.settings import ConsumerSettings, load_settings
@@ -46,7 +47,16 @@ def run(settings: ConsumerSettings) -> None:
         stack.callback(sink.close)
         dlq_producer = Producer(producer_config(settings, **{"linger.ms": 5}))
         stack.callback(dlq_producer.flush, 10)
-        consumer = Consumer(consumer_config(settings, settings.consumer_group_id))
+        instance_id = stack.enter_context(
+            claim_instance_id(settings.consumer_group_id, settings.consumer_instance_id)
+        )
+        consumer = Consumer(
+            consumer_config(
+                settings,
+                settings.consumer_group_id,
+                **static_membership(instance_id, settings.consumer_session_timeout_ms),
+            )
+        )
         group_lag = None
         if settings.realtime_lag_pause_threshold:
             watcher = GroupLagWatcher(
@@ -88,6 +98,8 @@ def run(settings: ConsumerSettings) -> None:
         log.info(
             "consumer_started",
             group=settings.consumer_group_id,
+            instance_id=instance_id,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
             topics=[settings.topic_realtime, settings.topic_backfill],
             table=settings.qdb_table,
         )
