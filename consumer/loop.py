@@ -42,7 +42,7 @@ from confluent_kafka import (
 from consumer.decode import LazyBatches, Poison, decode_message
 from consumer.dlq import DeadLetterPublisher
 from consumer.latest_cache import Latest, LatestValueCache, newest_in
-from consumer.metrics import ConsumerMetrics, Heartbeat
+from consumer.metrics import ConsumerMetrics, Heartbeat, SinkHealth
 from consumer.questdb_sink import QuestDBSink
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
@@ -176,6 +176,7 @@ class IngestLoop:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
         self._inflight: tuple[_Pending, float, Future[_Outcome]] | None = None
         self.heartbeat = Heartbeat(clock=clock)
+        self.sinks = SinkHealth(clock=clock)  # which sink is stuck, for /ready and /health
         self.ready = False
 
     # ------------------------------------------------------------------ rebalance callbacks
@@ -407,10 +408,11 @@ class IngestLoop:
         try:
             while True:
                 try:
-                    return action()
+                    result = action()
                 except errors as exc:
                     if not getattr(exc, "retriable", True):
                         raise
+                    self.sinks.failed(sink)
                     self._metrics.sink_errors.labels(sink).inc()
                     log.warning(
                         "sink_unavailable",
@@ -428,6 +430,9 @@ class IngestLoop:
                     delay = min(delay * 2, self._settings.sink_retry_max_backoff_s) * (
                         0.8 + 0.4 * self._rng.random()
                     )
+                else:
+                    self.sinks.succeeded(sink)
+                    return result
         finally:
             if paused_here:
                 still_ours = [

@@ -17,7 +17,7 @@ from consumer.lag import GroupLagWatcher
 from consumer.latest_cache import LatestValueCache
 from consumer.loop import IngestLoop
 from consumer.membership import claim_instance_id
-from consumer.metrics import ConsumerMetrics, HealthServer
+from consumer.metrics import ConsumerMetrics, HealthServer, HealthState
 from consumer.questdb_sink import QuestDBSink
 from shared.bootstrap import ensure_infrastructure
 from shared.codec import BatchCodec
@@ -77,8 +77,14 @@ def run(settings: ConsumerSettings) -> None:
             group_lag=group_lag,
         )
         if settings.metrics_port:
+            state = HealthState(
+                loop.heartbeat,
+                loop.sinks,
+                joined=lambda: loop.ready,
+                max_stuck_s=settings.ready_max_sink_stuck_seconds,
+            )
             health = HealthServer(
-                metrics, settings.metrics_port, live=loop.heartbeat.alive, ready=lambda: loop.ready
+                metrics, settings.metrics_port, live=state.live, ready=state.ready
             )
             health.start()
             stack.callback(health.stop)
