@@ -151,6 +151,7 @@ class IngestLoop:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         group_lag: Callable[[], dict[int, int]] | None = None,
+        partition_lag: Callable[[], dict[tuple[str, int], int]] | None = None,
     ) -> None:
         self._consumer = consumer
         self._codec = codec
@@ -163,6 +164,8 @@ class IngestLoop:
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not security
         # the real-time partitions' lag across the group (see GroupLagWatcher), if watched
         self._group_lag = group_lag
+        # every partition's lag by the group's commits, for histfill_consumer_lag (GroupLagWatcher)
+        self._partition_lag = partition_lag
         self._pending = _Pending()
         self._stop = threading.Event()
         self._flushing = False
@@ -200,6 +203,7 @@ class IngestLoop:
         self._pending.keep_only(lambda m: (m.topic(), m.partition()) not in revoked)
         self._assigned -= revoked
         self._paused -= revoked
+        self._metrics.drop_lag(revoked)
 
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=_names(partitions))
@@ -212,6 +216,7 @@ class IngestLoop:
         self._pending.keep_only(lambda m: (m.topic(), m.partition()) not in lost)
         self._assigned -= lost
         self._paused -= lost
+        self._metrics.drop_lag(lost)
 
     # ------------------------------------------------------------------ the loop
 
@@ -473,7 +478,6 @@ class IngestLoop:
                     continue
                 _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
                 lag = max(high - tp.offset, 0) if high >= 0 else 0
-                self._metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
                 if tp.topic == s.topic_realtime:
                     realtime_lag += lag
         if self._group_lag is not None and assigned:  # joined: see GroupLagWatcher.lags
@@ -484,6 +488,8 @@ class IngestLoop:
                 if (s.topic_realtime, partition) not in self._assigned
             )
         self._metrics.realtime_lag.set(realtime_lag)
+        if self._partition_lag is not None and assigned:  # joined: see GroupLagWatcher.all_lags
+            self._metrics.show_lag(self._assigned, self._partition_lag())
         threshold = s.realtime_lag_pause_threshold
         if threshold:
             if realtime_lag > threshold:

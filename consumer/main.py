@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 from contextlib import ExitStack
@@ -57,15 +58,15 @@ def run(settings: ConsumerSettings) -> None:
                 **static_membership(instance_id, settings.consumer_session_timeout_ms),
             )
         )
+        watcher = GroupLagWatcher(
+            AdminClient(base_config(settings)),
+            settings.consumer_group_id,
+            [settings.topic_realtime, settings.topic_backfill],
+        )
+        stack.callback(watcher.stop)
         group_lag = None
         if settings.realtime_lag_pause_threshold:
-            watcher = GroupLagWatcher(
-                AdminClient(base_config(settings)),
-                settings.consumer_group_id,
-                settings.topic_realtime,
-            )
-            stack.callback(watcher.stop)
-            group_lag = watcher.lags
+            group_lag = functools.partial(watcher.lags, settings.topic_realtime)
         loop = IngestLoop(
             consumer,
             codec,
@@ -75,6 +76,7 @@ def run(settings: ConsumerSettings) -> None:
             settings,
             metrics,
             group_lag=group_lag,
+            partition_lag=watcher.all_lags,
         )
         if settings.metrics_port:
             state = HealthState(

@@ -45,10 +45,12 @@ class ConsumerMetrics:
         )
         self.lag = Gauge(
             "histfill_consumer_lag",
-            "Messages between the consumer's position and the partition end.",
+            "Messages of a partition this consumer holds (paused too) not yet committed: log "
+            "end - committed offset, or log end - log start if never committed.",
             ["topic", "partition"],
             registry=r,
         )
+        self._lag_shown: set[tuple[str, int]] = set()
         self.realtime_lag = Gauge(
             "histfill_realtime_lag",
             "Real-time messages not yet ingested across the consumer group (own partitions "
@@ -63,6 +65,29 @@ class ConsumerMetrics:
             "Unix time of the last successful flush.",
             registry=r,
         )
+
+    def show_lag(
+        self, assigned: Iterable[tuple[str, int]], lags: dict[tuple[str, int], int]
+    ) -> None:
+        """One ``histfill_consumer_lag`` series per partition held, and none for any other.
+
+        ``lags`` are the group's figures (see ``consumer.lag``); a partition they do not cover
+        yet keeps its last value until they do.
+        """
+        held = set(assigned)
+        self.drop_lag(self._lag_shown - held)
+        for topic, partition in held:
+            lag = lags.get((topic, partition))
+            if lag is not None:
+                self.lag.labels(topic, str(partition)).set(lag)
+                self._lag_shown.add((topic, partition))
+
+    def drop_lag(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Remove the series of partitions revoked or lost: their lag is another member's."""
+        for topic, partition in list(partitions):
+            if (topic, partition) in self._lag_shown:
+                self._lag_shown.discard((topic, partition))
+                self.lag.remove(topic, str(partition))
 
 
 class _QuietHandler(WSGIRequestHandler):
