@@ -13,9 +13,12 @@ group holds on this host. The lock is an ``flock``: the kernel drops it when the
 even by SIGKILL, so the restarted process finds its old slot free and takes the same id. In a
 container the host name is the container's own, so each replica gets ``<its host name>-0``.
 
-The price, documented in the README: a static member does not leave the group when it closes
-(librdkafka sends no LeaveGroup for it), so a consumer that stops for good, as on scale-in,
-keeps its partitions unread until ``CONSUMER_SESSION_TIMEOUT_MS`` expires.
+A static member does not leave the group when it closes (librdkafka sends no LeaveGroup for
+it on close), so a consumer stopped for good, as on scale-in, would keep its partitions unread
+until ``CONSUMER_SESSION_TIMEOUT_MS`` expires. So on SIGTERM/SIGINT the loop leaves the group
+explicitly after its last commit (``CONSUMER_LEAVE_GROUP_ON_STOP``, on by default): a clean
+stop hands the partitions over at once, as a dynamic member's would, and only a crash keeps
+them reserved for the restart.
 """
 
 from __future__ import annotations

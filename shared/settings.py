@@ -203,9 +203,17 @@ class ConsumerSettings(CommonSettings):
         ge=6_000,
         le=300_000,
         description="Kafka `session.timeout.ms`: a consumer silent this long loses its "
-        "partitions. Static members do not leave the group on shutdown, so a consumer that "
-        "stops for good (scale-in) holds its partitions this long. 6000 to 300000 (the "
-        "broker's group.min/max.session.timeout.ms bound it too).",
+        "partitions to the others; one that crashed and restarts within it gets them back at "
+        "once (static membership). With CONSUMER_LEAVE_GROUP_ON_STOP=false a consumer stopped "
+        "for good holds them this long too. 6000 to 300000 (the broker's "
+        "group.min/max.session.timeout.ms bound it too).",
+    )
+    consumer_leave_group_on_stop: bool = Field(
+        True,
+        description="On SIGTERM/SIGINT, after the last commit, leave the group so the other "
+        "consumers take this one's partitions at once (scale-in, a replacement with a new "
+        "id). false: keep them for a restart with the same CONSUMER_INSTANCE_ID within the "
+        "session timeout, without a rebalance. A crash never leaves.",
     )
     metrics_port: int = Field(
         9108,

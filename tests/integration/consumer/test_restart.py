@@ -89,3 +89,43 @@ def test_two_consumers_on_one_host_get_distinct_instance_ids(
     assert "CONSUMER_INSTANCE_ID" in third.log()
     assert first.terminate() == 0
     assert second.terminate() == 0
+
+
+def _assigned_now(consumer: ConsumerProcess) -> int:
+    """How many partitions the consumer's last `partitions_assigned` record lists."""
+    records = [json.loads(line) for line in consumer.log().splitlines() if line.startswith("{")]
+    assigned = [r for r in records if r.get("event") == "partitions_assigned"]
+    revoked = [r for r in records if r.get("event") == "partitions_revoked"]
+    if not assigned or (revoked and revoked[-1]["timestamp"] > assigned[-1]["timestamp"]):
+        return 0
+    return len(assigned[-1]["partitions"])
+
+
+def test_a_consumer_stopped_for_good_hands_its_partitions_over_at_once(
+    infra: ConsumerSettings,
+    producer: BatchProducer,
+    start_consumer: Callable[..., ConsumerProcess],
+    qdb: QuestDBSQL,
+) -> None:
+    """Scale-in: SIGTERM one of two static members; it leaves the group after its last
+    commit, so the other takes every partition well within the session timeout."""
+    env = {"CONSUMER_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_S * 1000)}
+    first = start_consumer(**env)
+    second = start_consumer(**env)
+    every = infra.topic_realtime_partitions + infra.topic_backfill_partitions
+    wait_for(lambda: _assigned_now(first) + _assigned_now(second) == every, timeout=60)
+    assert _assigned_now(first) > 0
+
+    assert first.terminate() == 0
+    stopped_at = time.monotonic()
+    for address in POINTS:
+        producer.send(infra.topic_backfill, make_batch(address, BASE_US, 100))
+        producer.send(infra.topic_realtime, make_batch(address, LIVE_US, 1))
+    producer.flush()
+    wait_for(lambda: _assigned_now(second) == every, timeout=SESSION_TIMEOUT_S / 2)
+    wait_for_count(qdb, infra.qdb_table, producer.values, timeout=SESSION_TIMEOUT_S / 2)
+    handed_over_s = time.monotonic() - stopped_at
+    assert handed_over_s < SESSION_TIMEOUT_S / 2
+    print(f"stop to every new value ingested by the other: {handed_over_s:.1f} s")  # noqa: T201
+    assert '"group_left"' in first.log()
+    assert second.terminate() == 0
