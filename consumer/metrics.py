@@ -1,7 +1,7 @@
 """Prometheus metrics and the /metrics, /health, /ready endpoints of the consumer.
 
 The HTTP side is prometheus_client's own WSGI app served by the standard library's wsgiref in a
-daemon thread; /health and /ready are two small routes in front of it.
+daemon thread; /health (= /live) and /ready are small routes in front of it, answering JSON.
 """
 
 from __future__ import annotations
