@@ -42,6 +42,7 @@ from confluent_kafka import (
 from consumer.decode import LazyBatches, Poison, decode_message
 from consumer.dlq import DeadLetterPublisher
 from consumer.latest_cache import Latest, LatestValueCache, newest_in
+from consumer.membership import leave_group
 from consumer.metrics import ConsumerMetrics, Heartbeat, SinkHealth
 from consumer.questdb_sink import QuestDBSink
 from shared.batch import PointBatch
@@ -534,27 +535,9 @@ class IngestLoop:
             self._stop.set()
             self._writer.shutdown(wait=True)
             if self._settings.consumer_leave_group_on_stop:
-                self._leave_group()
+                leave_group(self._consumer, holds_partitions=lambda: bool(self._assigned))
             self._consumer.close()
             log.info("consumer_closed")
-
-    def _leave_group(self, timeout_s: float = 10.0) -> None:
-        """Leave the group now: a static member's close() does not (see consumer.membership).
-
-        unsubscribe() sends the LeaveGroup only once its revoke has been served by a poll;
-        close() right after it would not. Messages such a poll returns are dropped unstored:
-        the partitions' next owner reads them again.
-        """
-        try:
-            self._consumer.unsubscribe()
-            deadline = self._clock() + timeout_s
-            self._consumer.poll(0.2)
-            while self._assigned and self._clock() < deadline:
-                self._consumer.poll(0.1)
-        except KafkaException as exc:
-            log.warning("leave_group_failed", error=str(exc))
-            return
-        log.info("group_left")
 
 
 def _key(message: Message) -> tuple[str, int, int]:

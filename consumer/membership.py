@@ -29,11 +29,17 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import structlog
+from confluent_kafka import Consumer, KafkaException
+
 from shared.errors import ConfigError
+
+log = structlog.get_logger(__name__)
 
 MAX_SLOTS = 256
 _ILLEGAL = re.compile(r"[^A-Za-z0-9._\-]")
@@ -98,3 +104,28 @@ def claim_instance_id(
         f"no free consumer instance slot of group {group!r} on this host ({MAX_SLOTS} in use): "
         "set CONSUMER_INSTANCE_ID"
     )
+
+
+def leave_group(
+    consumer: Consumer,
+    holds_partitions: Callable[[], bool],
+    timeout_s: float = 10.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Leave the group now, before ``close()``: a static member's close() does not leave.
+
+    unsubscribe() sends the LeaveGroup only once its revoke has been served by a poll (the
+    revoke callback flushes and commits as on any rebalance); close() straight after it would
+    not send it. Messages such a poll returns are dropped unstored: the partitions' next owner
+    reads them again.
+    """
+    try:
+        consumer.unsubscribe()
+        deadline = clock() + timeout_s
+        consumer.poll(0.2)
+        while holds_partitions() and clock() < deadline:
+            consumer.poll(0.1)
+    except KafkaException as exc:
+        log.warning("leave_group_failed", error=str(exc))
+        return
+    log.info("group_left")
