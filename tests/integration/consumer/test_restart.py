@@ -113,8 +113,12 @@ def test_a_consumer_stopped_for_good_hands_its_partitions_over_at_once(
     first = start_consumer(**env)
     second = start_consumer(**env)
     every = infra.topic_realtime_partitions + infra.topic_backfill_partitions
-    wait_for(lambda: _assigned_now(first) + _assigned_now(second) == every, timeout=60)
-    assert _assigned_now(first) > 0
+
+    def shared() -> bool:
+        mine, theirs = _assigned_now(first), _assigned_now(second)
+        return mine > 0 and theirs > 0 and mine + theirs == every
+
+    wait_for(shared, timeout=60)
 
     assert first.terminate() == 0
     stopped_at = time.monotonic()
