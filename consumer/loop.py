@@ -42,7 +42,8 @@ from confluent_kafka import (
 from consumer.decode import LazyBatches, Poison, decode_message
 from consumer.dlq import DeadLetterPublisher
 from consumer.latest_cache import Latest, LatestValueCache, newest_in
-from consumer.metrics import ConsumerMetrics, Heartbeat
+from consumer.membership import leave_group
+from consumer.metrics import ConsumerMetrics, Heartbeat, SinkHealth
 from consumer.questdb_sink import QuestDBSink
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
@@ -151,6 +152,7 @@ class IngestLoop:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         group_lag: Callable[[], dict[int, int]] | None = None,
+        partition_lag: Callable[[], dict[tuple[str, int], int]] | None = None,
     ) -> None:
         self._consumer = consumer
         self._codec = codec
@@ -163,6 +165,8 @@ class IngestLoop:
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not security
         # the real-time partitions' lag across the group (see GroupLagWatcher), if watched
         self._group_lag = group_lag
+        # every partition's lag by the group's commits, for histfill_consumer_lag (GroupLagWatcher)
+        self._partition_lag = partition_lag
         self._pending = _Pending()
         self._stop = threading.Event()
         self._flushing = False
@@ -176,6 +180,7 @@ class IngestLoop:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
         self._inflight: tuple[_Pending, float, Future[_Outcome]] | None = None
         self.heartbeat = Heartbeat(clock=clock)
+        self.sinks = SinkHealth(clock=clock)  # which sink is stuck, for /ready and /health
         self.ready = False
 
     # ------------------------------------------------------------------ rebalance callbacks
@@ -199,6 +204,7 @@ class IngestLoop:
         self._pending.keep_only(lambda m: (m.topic(), m.partition()) not in revoked)
         self._assigned -= revoked
         self._paused -= revoked
+        self._metrics.drop_lag(revoked)
 
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=_names(partitions))
@@ -211,6 +217,7 @@ class IngestLoop:
         self._pending.keep_only(lambda m: (m.topic(), m.partition()) not in lost)
         self._assigned -= lost
         self._paused -= lost
+        self._metrics.drop_lag(lost)
 
     # ------------------------------------------------------------------ the loop
 
@@ -408,10 +415,11 @@ class IngestLoop:
         try:
             while True:
                 try:
-                    return action()
+                    result = action()
                 except errors as exc:
                     if not getattr(exc, "retriable", True):
                         raise
+                    self.sinks.failed(sink)
                     self._metrics.sink_errors.labels(sink).inc()
                     log.warning(
                         "sink_unavailable",
@@ -429,6 +437,9 @@ class IngestLoop:
                     delay = min(delay * 2, self._settings.sink_retry_max_backoff_s) * (
                         0.8 + 0.4 * self._rng.random()
                     )
+                else:
+                    self.sinks.succeeded(sink)
+                    return result
         finally:
             if paused_here:
                 still_ours = [
@@ -469,7 +480,6 @@ class IngestLoop:
                     continue
                 _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
                 lag = max(high - tp.offset, 0) if high >= 0 else 0
-                self._metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
                 if tp.topic == s.topic_realtime:
                     realtime_lag += lag
         if self._group_lag is not None and assigned:  # joined: see GroupLagWatcher.lags
@@ -480,6 +490,8 @@ class IngestLoop:
                 if (s.topic_realtime, partition) not in self._assigned
             )
         self._metrics.realtime_lag.set(realtime_lag)
+        if self._partition_lag is not None and assigned:  # joined: see GroupLagWatcher.all_lags
+            self._metrics.show_lag(self._assigned, self._partition_lag())
         threshold = s.realtime_lag_pause_threshold
         if threshold:
             if realtime_lag > threshold:
@@ -523,6 +535,8 @@ class IngestLoop:
             timer.cancel()
             self._stop.set()
             self._writer.shutdown(wait=True)
+            if self._settings.consumer_leave_group_on_stop:
+                leave_group(self._consumer, holds_partitions=lambda: bool(self._assigned))
             self._consumer.close()
             log.info("consumer_closed")
 

@@ -1,11 +1,12 @@
 """Prometheus metrics and the /metrics, /health, /ready endpoints of the consumer.
 
 The HTTP side is prometheus_client's own WSGI app served by the standard library's wsgiref in a
-daemon thread; /health and /ready are two small routes in front of it.
+daemon thread; /health (= /live) and /ready are small routes in front of it, answering JSON.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -44,10 +45,12 @@ class ConsumerMetrics:
         )
         self.lag = Gauge(
             "histfill_consumer_lag",
-            "Messages between the consumer's position and the partition end.",
+            "Messages of a partition this consumer holds (paused too) not yet committed: log "
+            "end - committed offset, or log end - log start if never committed.",
             ["topic", "partition"],
             registry=r,
         )
+        self._lag_shown: set[tuple[str, int]] = set()
         self.realtime_lag = Gauge(
             "histfill_realtime_lag",
             "Real-time messages not yet ingested across the consumer group (own partitions "
@@ -63,33 +66,62 @@ class ConsumerMetrics:
             registry=r,
         )
 
+    def show_lag(
+        self, assigned: Iterable[tuple[str, int]], lags: dict[tuple[str, int], int]
+    ) -> None:
+        """One ``histfill_consumer_lag`` series per partition held, and none for any other.
+
+        ``lags`` are the group's figures (see ``consumer.lag``); a partition they do not cover
+        yet keeps its last value until they do.
+        """
+        held = set(assigned)
+        self.drop_lag(self._lag_shown - held)
+        for topic, partition in held:
+            lag = lags.get((topic, partition))
+            if lag is not None:
+                self.lag.labels(topic, str(partition)).set(lag)
+                self._lag_shown.add((topic, partition))
+
+    def drop_lag(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Remove the series of partitions revoked or lost: their lag is another member's."""
+        for topic, partition in list(partitions):
+            if (topic, partition) in self._lag_shown:
+                self._lag_shown.discard((topic, partition))
+                self.lag.remove(topic, str(partition))
+
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes every few seconds would flood the log."""
 
 
+Probe = Callable[[], tuple[bool, dict[str, Any]]]
+"""A health check: whether it passes, and a JSON body saying why."""
+
+
 class HealthServer:
-    """Serves /metrics, /health (the loop is alive) and /ready (assigned and sinks reachable)."""
+    """Serves /metrics, /health and /live (the process runs), /ready (it is writing)."""
 
     def __init__(
         self,
         metrics: ConsumerMetrics,
         port: int,
-        live: Callable[[], bool],
-        ready: Callable[[], bool],
+        live: Probe,
+        ready: Probe,
         host: str = "0.0.0.0",  # noqa: S104  # scraped from outside the container
     ) -> None:
         metrics_app = make_wsgi_app(metrics.registry)
+        probes = {"/health": live, "/live": live, "/ready": ready}
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             path = environ.get("PATH_INFO", "")
-            if path in ("/health", "/ready"):
-                ok = live() if path == "/health" else ready()
+            if path in probes:
+                ok, body = probes[path]()
                 start_response(
-                    "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")]
+                    "200 OK" if ok else "503 Service Unavailable",
+                    [("Content-Type", "application/json")],
                 )
-                return [b"ok\n" if ok else b"not ok\n"]
+                return [json.dumps(body).encode() + b"\n"]
             result: Iterable[bytes] = metrics_app(environ, start_response)
             return result
 
@@ -125,3 +157,88 @@ class Heartbeat:
 
     def alive(self) -> bool:
         return self._clock() - self._last < self._max
+
+
+class SinkHealth:
+    """Which sinks (questdb, redis, dlq, schema_registry) fail, and since when.
+
+    The loop reports every failed and every successful write; a sink is stuck from its first
+    failure until its next success. The state is learned from writes: with nothing to write, a
+    sink that went down is not noticed (nor does it hold anything up).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._since: dict[str, float] = {}
+        self._lock = threading.Lock()  # the writer thread and the poll thread both report
+
+    def failed(self, sink: str) -> None:
+        with self._lock:
+            self._since.setdefault(sink, self._clock())
+
+    def succeeded(self, sink: str) -> None:
+        with self._lock:
+            self._since.pop(sink, None)
+
+    def stuck(self) -> dict[str, float]:
+        """Sink -> seconds since its first failure without a success since, longest first."""
+        now = self._clock()
+        with self._lock:
+            since = dict(self._since)
+        return dict(sorted(((s, now - t) for s, t in since.items()), key=lambda kv: -kv[1]))
+
+
+class HealthState:
+    """Liveness and readiness of the consumer, with bodies an operator can act on.
+
+    Live: the poll loop still turns (it also turns while it waits for a sink). Ready: it has
+    joined the group and no sink has been failing for longer than ``max_stuck_s``. /health
+    stays 200 while live, but its body says which sink is stuck and for how long, so a
+    liveness probe never restarts a consumer that is only waiting for QuestDB.
+    """
+
+    def __init__(
+        self,
+        heartbeat: Heartbeat,
+        sinks: SinkHealth,
+        joined: Callable[[], bool],
+        max_stuck_s: float,
+    ) -> None:
+        self._heartbeat = heartbeat
+        self._sinks = sinks
+        self._joined = joined
+        self._max_stuck_s = max_stuck_s
+
+    def _state(self) -> tuple[bool, bool, dict[str, Any]]:
+        live = self._heartbeat.alive()
+        joined = self._joined()
+        stuck = self._sinks.stuck()
+        over = {s: t for s, t in stuck.items() if t >= self._max_stuck_s}
+        reasons = []
+        if not live:
+            reasons.append("the consume loop stopped turning")
+        if not joined:
+            reasons.append("no partitions assigned yet")
+        reasons += [
+            f"sink {s} failing for {t:.0f} s (limit {self._max_stuck_s:g} s)"
+            for s, t in over.items()
+        ]
+        ready = live and joined and not over
+        body: dict[str, Any] = {
+            "live": live,
+            "ready": ready,
+            "joined": joined,
+            "stuck_sinks": [{"sink": s, "seconds": round(t, 1)} for s, t in stuck.items()],
+            "max_sink_stuck_seconds": self._max_stuck_s,
+        }
+        if reasons:
+            body["reason"] = "; ".join(reasons)
+        return live, ready, body
+
+    def live(self) -> tuple[bool, dict[str, Any]]:
+        live, _ready, body = self._state()
+        return live, body
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        _live, ready, body = self._state()
+        return ready, body

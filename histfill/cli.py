@@ -141,7 +141,10 @@ def lag(
     group: str = typer.Option(None, help="Consumer group (default: CONSUMER_GROUP_ID)."),
     all_topics: bool = typer.Option(False, "--all-topics", help="Every topic the group committed."),
 ) -> None:
-    """Committed offset, end offset and lag per topic and partition, with totals per topic."""
+    """Committed, start and end offsets and lag per topic and partition, totals per topic.
+
+    A partition the group never committed counts as lag all it holds (end - start).
+    """
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
     from consumer.lag import group_lag, totals  # noqa: PLC0415
@@ -154,19 +157,27 @@ def lag(
         rows = group_lag(AdminClient(base_config(settings)), group_id, topics)
     except HistfillError as exc:
         raise _fail(exc) from exc
-    table = Table("group", "topic", "partition", "committed", "end", "lag", title="consumer lag")
+    table = Table(
+        "group", "topic", "partition", "committed", "start", "end", "lag", title="consumer lag"
+    )
     for row in rows:
         table.add_row(
             row.group,
             row.topic,
             str(row.partition),
-            "-" if row.committed is None else str(row.committed),
+            "-" if row.never_committed else str(row.committed),
+            str(row.start),
             str(row.end),
-            "-" if row.lag is None else str(row.lag),
+            f"{row.lag}*" if row.never_committed else str(row.lag),
         )
     console.print(table)
     for topic, total in totals(rows).items():
         console.print(f"total lag {topic}: {total}")
+    if any(row.never_committed for row in rows):
+        console.print(
+            "* never committed by the group: lag = end - start (all the partition holds); "
+            "Kafka's kafka-consumer-groups shows '-' there and leaves it out."
+        )
 
 
 @simulate_app.command("pi")

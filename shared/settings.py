@@ -191,6 +191,30 @@ class ConsumerSettings(CommonSettings):
     """The consumer service: Kafka -> QuestDB + Redis."""
 
     consumer_group_id: str = Field("histfill-ingest", description="Kafka consumer group id.")
+    consumer_instance_id: str | None = Field(
+        None,
+        description="Kafka `group.instance.id` (static membership): a consumer restarted with "
+        "the same id within CONSUMER_SESSION_TIMEOUT_MS gets its partitions back at once. "
+        "Unset: `<host name>-<n>`, n the lowest slot no other consumer of the group holds on "
+        "this host (a lock file), so consumers on one host differ and a restart reuses its id.",
+    )
+    consumer_session_timeout_ms: int = Field(
+        45_000,
+        ge=6_000,
+        le=300_000,
+        description="Kafka `session.timeout.ms`: a consumer silent this long loses its "
+        "partitions to the others; one that crashed and restarts within it gets them back at "
+        "once (static membership). With CONSUMER_LEAVE_GROUP_ON_STOP=false a consumer stopped "
+        "for good holds them this long too. 6000 to 300000 (the broker's "
+        "group.min/max.session.timeout.ms bound it too).",
+    )
+    consumer_leave_group_on_stop: bool = Field(
+        True,
+        description="On SIGTERM/SIGINT, after the last commit, leave the group so the other "
+        "consumers take this one's partitions at once (scale-in, a replacement with a new "
+        "id). false: keep them for a restart with the same CONSUMER_INSTANCE_ID within the "
+        "session timeout, without a rebalance. A crash never leaves.",
+    )
     metrics_port: int = Field(
         9108,
         ge=0,
@@ -242,6 +266,19 @@ class ConsumerSettings(CommonSettings):
     shutdown_timeout_s: float = Field(
         30.0, gt=0, description="On SIGTERM/SIGINT: time allowed to flush and commit before exit."
     )
+    ready_max_sink_stuck_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="/ready answers 503 once a sink (questdb, redis, dlq) has failed for this "
+        "long without a success; /health stays 200 while the loop runs and names the sink.",
+    )
+
+    @field_validator("consumer_instance_id")
+    @classmethod
+    def _check_instance_id(cls, value: str | None) -> str | None:
+        if value is not None and (not _TOPIC.match(value) or value in {".", ".."}):
+            raise ValueError("must be 1-249 characters of letters, digits, '.', '_' or '-'")
+        return value
 
 
 class ProducerSettings(CommonSettings):
