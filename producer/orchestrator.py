@@ -35,6 +35,7 @@ from producer.connectors import Connectors
 from producer.errors import (
     ChunkCancelled,
     FencedError,
+    PublishError,
     UnknownRequest,
 )
 from producer.planner import Chunk, Plan
@@ -393,6 +394,7 @@ class Orchestrator:
                     await self._wake.wait()
                     continue
                 entry, chunk, pending = job
+                requeue = False
                 try:
                     await self._runner.run(
                         publisher,
@@ -402,22 +404,33 @@ class Orchestrator:
                         functools.partial(self._check_active, entry),
                     )
                 except ChunkCancelled:
-                    if entry.progress.status is Status.PAUSED:
-                        entry.requeued.append(chunk.index)
+                    requeue = entry.progress.status is Status.PAUSED
                 except FencedError:
-                    entry.requeued.append(chunk.index)  # not done: whoever runs next redoes it
+                    requeue = True  # not done: whoever runs next redoes it
                     raise
                 except Exception as exc:  # a worker must not die with its chunk
                     # e.g. a Kafka blip while recording failures, or a publisher restart that
                     # failed: the chunk is not done, so it goes back in the queue, and the
                     # transactional publisher is rebuilt before the next one.
                     log.exception("chunk_crashed", worker=worker, chunk=chunk.index, error=str(exc))
-                    entry.requeued.append(chunk.index)
+                    requeue = True
                     await asyncio.sleep(self.settings.retry_backoff_seconds)
-                    await asyncio.to_thread(publisher.close)
-                    await asyncio.to_thread(publisher.start)
+                    try:
+                        await asyncio.to_thread(publisher.restart)
+                    except PublishError as restart_error:  # FencedError goes on up, as above
+                        if isinstance(restart_error, FencedError):
+                            raise
+                        log.error(
+                            "publisher_restart_failed", worker=worker, error=str(restart_error)
+                        )
                 finally:
+                    # Requeued only now, once this worker is done with it: a chunk is never in
+                    # the queue and in flight at once, so another worker that takes it up is
+                    # not counted out by this one's bookkeeping (which let a request finish
+                    # while its last chunk was still being redone).
                     entry.in_flight.discard(chunk.index)
+                    if requeue:
+                        entry.requeued.append(chunk.index)
                     self._maybe_finish(entry)
                     self._wake.set()
         except FencedError as exc:

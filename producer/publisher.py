@@ -216,7 +216,10 @@ class BackfillPublisher:
             return
         if self._in_transaction:
             self.abort()
-        self._producer.flush(self._timeout)
+        try:
+            self._producer.flush(self._timeout)
+        except KafkaException as exc:  # a producer in a fatal state refuses even to flush
+            log.warning("producer_close_failed", worker=self.worker, error=str(exc))
         self._producer = None
 
 
