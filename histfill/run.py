@@ -179,7 +179,8 @@ def verify_request(request_id: str, console: Console) -> bool:
     console.print(f"$ histfill verify --request-id {request_id}")
     result = subprocess.run(
         [sys.executable, "-m", "histfill", "verify", "--request-id", request_id],
-        env={**os.environ, **service_env()},
+        # its summary is what the person reads; its start/done log lines only when asked for
+        env={"LOG_LEVEL": "WARNING", **os.environ, **service_env()},
         check=False,
     )
     return result.returncode == 0
