@@ -54,6 +54,8 @@ from shared.settings import ConsumerSettings
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+TimeLag = Callable[[], tuple[dict[tuple[str, int], float | None], dict[str, float | None]]]
+"""The group's lag in seconds per (topic, partition), and its drain ETA per topic."""
 
 
 @dataclass
@@ -153,6 +155,7 @@ class IngestLoop:
         rng: random.Random | None = None,
         group_lag: Callable[[], dict[int, int]] | None = None,
         partition_lag: Callable[[], dict[tuple[str, int], int]] | None = None,
+        time_lag: TimeLag | None = None,
     ) -> None:
         self._consumer = consumer
         self._codec = codec
@@ -165,8 +168,10 @@ class IngestLoop:
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not security
         # the real-time partitions' lag across the group (see GroupLagWatcher), if watched
         self._group_lag = group_lag
-        # every partition's lag by the group's commits, for histfill_consumer_lag (GroupLagWatcher)
+        # every partition's lag by the group's commits, for histfill_consumer_lag_messages
         self._partition_lag = partition_lag
+        # the group's lag in seconds per partition and drain ETA per topic (GroupLagWatcher)
+        self._time_lag = time_lag
         self._pending = _Pending()
         self._stop = threading.Event()
         self._flushing = False
@@ -187,6 +192,7 @@ class IngestLoop:
 
     def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        self._metrics.assigned.set(len(self._assigned))
         self.ready = True
         log.info("partitions_assigned", partitions=_names(partitions))
 
@@ -205,6 +211,7 @@ class IngestLoop:
         self._assigned -= revoked
         self._paused -= revoked
         self._metrics.drop_lag(revoked)
+        self._metrics.assigned.set(len(self._assigned))
 
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=_names(partitions))
@@ -218,6 +225,7 @@ class IngestLoop:
         self._assigned -= lost
         self._paused -= lost
         self._metrics.drop_lag(lost)
+        self._metrics.assigned.set(len(self._assigned))
 
     # ------------------------------------------------------------------ the loop
 
@@ -364,6 +372,9 @@ class IngestLoop:
             if i not in outcome.refused:
                 self._metrics.batches.labels(message.topic()).inc()
                 self._metrics.values.labels(message.topic()).inc(length)
+                newest = pending.newest[i]
+                if newest is not None and message.topic() == self._settings.topic_realtime:
+                    self._metrics.wrote_realtime(newest.ts_us)
         self._metrics.flush_seconds.observe(self._clock() - started)
         self._metrics.last_flush.set(time.time())
         log.debug(
@@ -491,7 +502,9 @@ class IngestLoop:
             )
         self._metrics.realtime_lag.set(realtime_lag)
         if self._partition_lag is not None and assigned:  # joined: see GroupLagWatcher.all_lags
-            self._metrics.show_lag(self._assigned, self._partition_lag())
+            seconds, etas = self._time_lag() if self._time_lag is not None else ({}, {})
+            self._metrics.show_lag(self._assigned, self._partition_lag(), seconds)
+            self._metrics.show_group(s.topic_realtime, seconds, etas)
         threshold = s.realtime_lag_pause_threshold
         if threshold:
             if realtime_lag > threshold:
