@@ -60,14 +60,35 @@ def _fail(exc: HistfillError) -> typer.Exit:
 
 
 @stack_app.command("up")
-def stack_up(timeout: float = typer.Option(180, help="Seconds to wait for each service.")) -> None:
+def stack_up(
+    timeout: float = typer.Option(180, help="Seconds to wait for each service."),
+    prometheus: bool = typer.Option(
+        False,
+        "--prometheus",
+        envvar="HISTFILL_STACK_PROMETHEUS",
+        help="Also Prometheus on 9090 (Debian's package), scraping the consumer and producer "
+        "with ops/prometheus's rules.",
+    ),
+) -> None:
     """Fetch the pinned jars if needed and start Kafka (9092), QuestDB (9000/8812), Redis (6379)."""
     try:
-        outcome = stack_mod.up(timeout=timeout)
+        outcome = stack_mod.up(timeout=timeout, prometheus=prometheus)
     except HistfillError as exc:
         raise _fail(exc) from exc
     for name, what in outcome.items():
         console.print(f"{name:8} {what}")
+
+
+@stack_app.command("tools")
+def stack_tools() -> None:
+    """Install what `make test` checks with beyond Python: Debian's prometheus (promtool)."""
+    from histfill.prometheus import ensure_prometheus  # noqa: PLC0415
+
+    try:
+        prometheus, promtool = ensure_prometheus()
+    except HistfillError as exc:
+        raise _fail(exc) from exc
+    console.print(f"prometheus {prometheus}\npromtool   {promtool}")
 
 
 @stack_app.command("down")
