@@ -180,6 +180,7 @@ class IngestLoop:
         self._backfill_lag_paused = False
         self._backfill_cap = ValueRateLimit(settings.backfill_max_values_per_second, clock=clock)
         self._last_steer = 0.0
+        self._last_export = -1.0
         self._generation = 0  # bumped by every revoke or loss of partitions
         # one background writer: at most one flush in flight while the next one fills
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
@@ -467,12 +468,24 @@ class IngestLoop:
             if self._stop.is_set():
                 raise _Stopped
             self.heartbeat.beat()
+            self._export_group_lag()
             message = self._consumer.poll(min(0.2, max(deadline - self._clock(), 0.0)))
             if message is not None and message.error() is None:
                 # Fetched before the pause took effect: rewind so it is read again later.
                 topic, partition, offset = message.topic(), message.partition(), message.offset()
                 if topic is not None and partition is not None and offset is not None:
                     self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _export_group_lag(self) -> None:
+        """The group's lag figures on /metrics, about once a second: from ``_steer``, and from
+        ``_idle`` while a sink is down, when the lag grows and matters most."""
+        now = self._clock()
+        if self._partition_lag is None or not self._assigned or now - self._last_export < 1.0:
+            return  # not joined yet: see GroupLagWatcher.all_lags
+        self._last_export = now
+        seconds, etas = self._time_lag() if self._time_lag is not None else ({}, {})
+        self._metrics.show_lag(self._assigned, self._partition_lag(), seconds)
+        self._metrics.show_group(self._settings.topic_realtime, seconds, etas)
 
     # ------------------------------------------------------------------ real-time first
 
@@ -501,10 +514,7 @@ class IngestLoop:
                 if (s.topic_realtime, partition) not in self._assigned
             )
         self._metrics.realtime_lag.set(realtime_lag)
-        if self._partition_lag is not None and assigned:  # joined: see GroupLagWatcher.all_lags
-            seconds, etas = self._time_lag() if self._time_lag is not None else ({}, {})
-            self._metrics.show_lag(self._assigned, self._partition_lag(), seconds)
-            self._metrics.show_group(s.topic_realtime, seconds, etas)
+        self._export_group_lag()
         threshold = s.realtime_lag_pause_threshold
         if threshold:
             if realtime_lag > threshold:
