@@ -189,6 +189,11 @@ class IngestLoop:
         self.sinks = SinkHealth(clock=clock)  # which sink is stuck, for /ready and /health
         self.ready = False
 
+    @property
+    def partitions_held(self) -> int:
+        """Partitions assigned now (0 during an eager rebalance), for /health and /ready."""
+        return len(self._assigned)
+
     # ------------------------------------------------------------------ rebalance callbacks
 
     def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:

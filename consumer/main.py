@@ -87,6 +87,7 @@ def run(settings: ConsumerSettings) -> None:
                 loop.sinks,
                 joined=lambda: loop.ready,
                 max_stuck_s=settings.ready_max_sink_stuck_seconds,
+                held=lambda: loop.partitions_held,
             )
             metrics.ready.set_function(lambda: float(state.ready()[0]))
             health = HealthServer(

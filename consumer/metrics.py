@@ -306,11 +306,13 @@ class HealthState:
         sinks: SinkHealth,
         joined: Callable[[], bool],
         max_stuck_s: float,
+        held: Callable[[], int] | None = None,
     ) -> None:
         self._heartbeat = heartbeat
         self._sinks = sinks
         self._joined = joined
         self._max_stuck_s = max_stuck_s
+        self._held = held
 
     def _state(self) -> tuple[bool, bool, dict[str, Any]]:
         live = self._heartbeat.alive()
@@ -334,6 +336,16 @@ class HealthState:
             "stuck_sinks": [{"sink": s, "seconds": round(t, 1)} for s, t in stuck.items()],
             "max_sink_stuck_seconds": self._max_stuck_s,
         }
+        if self._held is not None:
+            held = self._held()
+            body["partitions_held"] = held
+            if joined and held == 0:
+                # still ready: a rebalance is brief and the lag series come back with the
+                # partitions; more consumers than partitions leaves some idle for good
+                body["note"] = (
+                    "holds no partitions now: a rebalance in progress (its lag series return "
+                    "with its partitions), or more consumers than partitions"
+                )
         if reasons:
             body["reason"] = "; ".join(reasons)
         return live, ready, body
