@@ -18,7 +18,13 @@ from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicP
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import ListOffsetsResultInfo, OffsetSpec
 
-from consumer.timelag import DrainRate, TimestampReader, consumed_totals, time_lags
+from consumer.timelag import (
+    DrainRate,
+    TimestampReader,
+    consumed_totals,
+    effective_totals,
+    time_lags,
+)
 from shared.errors import HistfillError
 
 log = structlog.get_logger(__name__)
@@ -195,11 +201,12 @@ class GroupLagWatcher:
         self._failing = False
         self._lags = {(row.topic, row.partition): row.lag for row in rows}
         self._drain.add(consumed_totals(rows))
-        self._etas = {t: self._drain.eta(t, lag) for t, lag in totals(rows).items()}
         try:
             self._seconds = time_lags(rows, self._timestamps, time.time())
         except Exception as exc:  # noqa: BLE001  # librdkafka raises several types; keep the last figures
             log.warning("time_lag_unavailable", error=str(exc)[:300])
+        lags = effective_totals(rows, self._seconds)
+        self._etas = {t: self._drain.eta(t, lag) for t, lag in lags.items()}
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -30,11 +30,18 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from shared.kafka_peek import Peeker
 
 log = structlog.get_logger(__name__)
 
 Key = tuple[str, int]
+
+NOTHING_UNREAD = -2
+"""What :class:`TimestampReader` answers for a partition whose only records between the offset
+and the log end are transaction markers (or aborted data): the backfill topic is written in
+transactions, so a group that read everything sits one marker short of the log end, a lag of
+1 message that is no lag at all."""
 
 
 def lag_seconds(lag: int, oldest_unread_ms: int | None, now_s: float) -> float | None:
@@ -43,7 +50,7 @@ def lag_seconds(lag: int, oldest_unread_ms: int | None, now_s: float) -> float |
     ``None`` when there is lag but the timestamp is unknown (not read yet, or the broker did
     not answer in time): an unknown is not exported as 0.
     """
-    if lag <= 0:
+    if lag <= 0 or oldest_unread_ms == NOTHING_UNREAD:
         return 0.0
     if oldest_unread_ms is None or oldest_unread_ms < 0:
         return None
@@ -88,78 +95,39 @@ class DrainRate:
 
 
 class TimestampReader:
-    """Reads the CreateTime of one message per partition at a given offset, without a group.
-
-    A plain consumer (``assign``, never ``subscribe`` nor commit) so it takes part in no
-    rebalance and moves no offsets; ``read_committed`` like the service, so an offset that
-    holds an aborted message or a transaction marker answers with the next committed message.
-    """
+    """The CreateTime of the first committed message at an offset, per partition (see
+    :class:`shared.kafka_peek.Peeker`), remembered while the offset stays the same."""
 
     def __init__(self, config: Mapping[str, Any], timeout_s: float = 3.0) -> None:
-        self._consumer = Consumer(
-            {
-                **config,
-                "group.id": "histfill-lag-timestamps",  # required by the client; never joined
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-                # one record batch per partition is all we want: keep the prefetch small
-                "queued.max.messages.kbytes": 1024,
-                "fetch.max.bytes": 1024 * 1024,
-                "max.partition.fetch.bytes": 1,
-                "log_level": 3,
-            }
-        )
-        self._timeout = timeout_s
-        self._known: dict[Key, tuple[int, int | None]] = {}
+        self._peeker = Peeker(config, timeout_s)
+        self._known: dict[Key, tuple[int, int]] = {}
 
     def oldest_unread(self, wanted: Mapping[Key, int]) -> dict[Key, int | None]:
         """(topic, partition) -> CreateTime (ms) of the first committed message at or after
-        the offset given; None where there is none before the log end or no answer in time."""
+        the offset given; :data:`NOTHING_UNREAD` where there is none before the log end; None
+        without an answer in time."""
         out: dict[Key, int | None] = {}
         fetch: dict[Key, int] = {}
         for key, offset in wanted.items():
             known = self._known.get(key)
-            if known is not None and known[0] == offset and known[1] is not None:
-                out[key] = known[1]
+            if known is not None and known[0] == offset:
+                out[key] = known[1]  # the first message at an offset stays the first
             else:
-                fetch[key] = offset
-        if fetch:
-            out.update(self._fetch(fetch))
-        self._known = {k: (wanted[k], out.get(k)) for k in wanted}
+                fetch[key] = offset  # "nothing unread" is never kept: new data may follow
+        answers = self._peeker.first_visible(fetch)
+        for key in fetch:
+            if key not in answers:
+                out[key] = None  # no answer in time
+            else:
+                answer = answers[key]
+                out[key] = NOTHING_UNREAD if answer is None else answer[1]
+        self._known = {
+            k: (wanted[k], ts) for k, ts in out.items() if ts is not None and ts != NOTHING_UNREAD
+        }
         return out
 
-    def _fetch(self, fetch: Mapping[Key, int]) -> dict[Key, int | None]:
-        found: dict[Key, int | None] = dict.fromkeys(fetch)
-        pending = set(fetch)
-        self._consumer.assign([TopicPartition(t, p, o) for (t, p), o in fetch.items()])
-        deadline = time.monotonic() + self._timeout
-        try:
-            while pending and time.monotonic() < deadline:
-                messages = self._consumer.consume(len(pending), timeout=0.2)
-                done = []
-                for message in messages:
-                    key = (message.topic() or "", message.partition() or 0)
-                    if key not in pending:
-                        continue
-                    error = message.error()
-                    if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                        continue
-                    if error is None:
-                        found[key] = message.timestamp()[1]
-                    pending.discard(key)
-                    done.append(TopicPartition(key[0], key[1]))
-                if done:
-                    self._consumer.pause(done)
-        finally:
-            # a pause outlives the assignment in librdkafka: undo it before the next one
-            self._consumer.resume([TopicPartition(t, p) for (t, p) in fetch])
-            self._consumer.unassign()
-        return found
-
     def close(self) -> None:
-        self._consumer.close()
+        self._peeker.close()
 
 
 def time_lags(
@@ -185,4 +153,14 @@ def consumed_totals(rows: Iterable[Any]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in rows:
         out[r.topic] = out.get(r.topic, 0) + (r.start if r.committed is None else r.committed)
+    return out
+
+
+def effective_totals(rows: Iterable[Any], seconds: Mapping[Key, float | None]) -> dict[str, int]:
+    """Lag per topic, leaving out partitions whose lag in seconds is 0 (only a transaction
+    marker left to read): the drain ETA of a caught-up topic is 0, not "no progress"."""
+    out: dict[str, int] = {}
+    for r in rows:
+        late = seconds.get((r.topic, r.partition))
+        out[r.topic] = out.get(r.topic, 0) + (0 if late == 0.0 else r.lag)
     return out

@@ -21,7 +21,13 @@ from rich.table import Table
 from rich.text import Text
 
 from consumer.lag import PartitionLag, group_lag, totals
-from consumer.timelag import DrainRate, TimestampReader, consumed_totals, time_lags
+from consumer.timelag import (
+    DrainRate,
+    TimestampReader,
+    consumed_totals,
+    effective_totals,
+    time_lags,
+)
 
 
 @dataclass(frozen=True)
@@ -100,14 +106,15 @@ class LagProbe:
         rows = group_lag(self._admin, self._group, self._topics)
         self._drain.add(consumed_totals(rows))
         now = datetime.now(UTC)
-        lag_totals = totals(rows)
+        seconds = time_lags(rows, self._reader, now.timestamp())
+        lags = effective_totals(rows, seconds)
         return LagSnapshot(
             group=self._group,
             at=now,
             rows=rows,
-            seconds=time_lags(rows, self._reader, now.timestamp()),
-            rates={t: self._drain.rate(t) for t in lag_totals},
-            etas={t: self._drain.eta(t, lag) for t, lag in lag_totals.items()},
+            seconds=seconds,
+            rates={t: self._drain.rate(t) for t in lags},
+            etas={t: self._drain.eta(t, lag) for t, lag in lags.items()},
         )
 
     def close(self) -> None:

@@ -8,16 +8,19 @@ reach all of them. That costs one ``list_consumer_group_offsets`` call per refre
 request together; counting the request's rows in QuestDB instead would scan the request's
 points over its whole window (and count values other requests or the live stream wrote there).
 
-Values published before this process started have no delivery reports: they are compared with
-the backfill topic's log end read at the first refresh, minus one (every backfill message is
-written in a transaction, so the last record of a partition is a commit marker, which a
-consumer never commits past). That bound is conservative: it may wait for newer messages too.
+On a topic written in transactions the group's committed offset stays short of the log end by
+the commit markers and any aborted data after its last message (a ``read_committed`` consumer
+never sees them, so never commits past them). Where the group's offset did not move since the
+last refresh, :class:`GroupOffsets` peeks at the first readable message from it
+(:class:`shared.kafka_peek.Peeker`): none before the log end means the group has read it all,
+and its effective offset is the log end. Values published before this process started have no
+delivery reports: they count once the group's effective offsets reach the log ends read at the
+first refresh (conservative: it may wait for newer messages too).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +29,8 @@ import structlog
 from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
+
+from shared.kafka_peek import Peeker
 
 log = structlog.get_logger(__name__)
 
@@ -65,14 +70,15 @@ class IngestTracker:
         self._requests.setdefault(request_id, _Request()).pending.append((dict(ends), values))
 
     def settle(self, committed: Mapping[int, int], log_ends: Mapping[int, int]) -> None:
-        """Count what the group's ``committed`` offsets now cover (they only grow)."""
-        # an empty partition (end 0) holds nothing to wait for, and no group commits there
-        marker_ends = {p: end - 1 for p, end in log_ends.items() if end > 0}
+        """Count what the group's effective ``committed`` offsets now cover (they only grow;
+        see :class:`GroupOffsets`)."""
+        # an empty partition (end 0) holds nothing to wait for
+        first_ends = {p: end for p, end in log_ends.items() if end > 0}
         for request in self._requests.values():
             still: list[tuple[Ends | None, int]] = []
             for noted, values in request.pending:
                 # published before this process: pinned to the first log end read
-                ends = marker_ends if noted is None else noted
+                ends = first_ends if noted is None else noted
                 if reached(ends, committed):
                     request.ingested += values
                 else:
@@ -104,32 +110,30 @@ def share(ingested: int | None, published: int, percent_published: float) -> flo
 
 
 class GroupOffsets:
-    """Reads the consumer group's committed offsets and the log ends of the backfill topic,
-    at most once per ``interval`` seconds (the status page and /metrics call it often)."""
+    """Reads the consumer group's committed offsets and the log ends of the backfill topic."""
 
     def __init__(
         self,
         admin: AdminClient,
         group: str,
         topic: str,
-        interval: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
+        peeker: Peeker | None = None,
     ) -> None:
         self._admin = admin
         self._group = group
         self._topic = topic
-        self._interval = interval
-        self._clock = clock
-        self._last = -float("inf")
         self._failing = False
+        self._peeker = peeker
+        self._previous: dict[int, int] = {}
+        self._peeked: dict[int, tuple[int, int, int]] = {}  # partition -> committed, end, effective
 
-    def due(self) -> bool:
-        return self._clock() - self._last >= self._interval
+    def close(self) -> None:
+        if self._peeker is not None:
+            self._peeker.close()
 
     def read(self, timeout: float = 5.0) -> tuple[Ends, Ends] | None:
         """(committed, log ends) per partition, or None when Kafka did not answer (logged
         once per outage; the figures stay as they were)."""
-        self._last = self._clock()
         try:
             future = self._admin.list_consumer_group_offsets(
                 [ConsumerGroupTopicPartitions(self._group)]
@@ -154,7 +158,36 @@ class GroupOffsets:
             self._failing = True
             return None
         self._failing = False
-        return committed, ends
+        try:
+            return self._effective(committed, ends), ends
+        except Exception as exc:  # noqa: BLE001  # a failed peek: the raw commits still hold
+            log.warning("ingest_peek_failed", error=str(exc)[:300])
+            return committed, ends
+
+    def _effective(self, committed: Ends, ends: Ends) -> Ends:
+        """The group's offsets, moved to the log end (or the first readable message) where
+        only markers or aborted data lie between them and it (see the module docstring)."""
+        effective = {p: committed.get(p, 0) for p in ends}
+        idle: dict[int, int] = {}
+        for p, end in ends.items():
+            at = effective[p]
+            if at >= end:
+                continue
+            seen = self._peeked.get(p)
+            if seen is not None and seen[:2] == (at, end):
+                effective[p] = seen[2]
+            elif self._previous.get(p) == at:  # not moving: caught up, or stuck
+                idle[p] = at
+        self._previous = dict(effective)
+        if self._peeker is None or not idle:
+            return effective
+        answers = self._peeker.first_visible({(self._topic, p): at for p, at in idle.items()})
+        for p, at in idle.items():
+            if (self._topic, p) in answers:
+                first = answers[(self._topic, p)]
+                effective[p] = ends[p] if first is None else max(at, first[0])
+                self._peeked[p] = (at, ends[p], effective[p])
+        return effective
 
 
 class IngestWatch:
@@ -174,14 +207,17 @@ class IngestWatch:
         self._sleep = sleep
 
     async def run(self, stopping: Callable[[], bool]) -> None:
-        while not stopping():
-            read = await asyncio.to_thread(self._offsets.read)
-            if read is not None:
-                self.tracker.settle(*read)
-            waited = 0.0
-            while waited < self._interval and not stopping():  # stop within half a second
-                await self._sleep(0.5)
-                waited += 0.5
+        try:
+            while not stopping():
+                read = await asyncio.to_thread(self._offsets.read)
+                if read is not None:
+                    self.tracker.settle(*read)
+                waited = 0.0
+                while waited < self._interval and not stopping():  # stop within half a second
+                    await self._sleep(0.5)
+                    waited += 0.5
+        finally:
+            await asyncio.to_thread(self._offsets.close)
 
 
 def with_ingested(tracker: IngestTracker, request: dict[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from shared.batch import from_micros
 from shared.codec import BatchCodec
 from shared.errors import HistfillError
 from shared.kafka import base_config
+from shared.kafka_peek import Peeker
 from shared.ratelimit import ValueRateLimit
 from shared.settings import ProducerSettings
 
@@ -142,6 +143,7 @@ class Orchestrator:
             AdminClient(base_config(self.settings)),
             self.settings.consumer_group_id,
             self.settings.topic_backfill,
+            peeker=Peeker(base_config(self.settings)),
         )
         watch = IngestWatch(self.ingest, offsets)
         self._tasks.append(

@@ -27,6 +27,14 @@ def _ratio_metric(service: Service) -> float | None:
     return float(found[0]) if found else None
 
 
+def _has(consumer: ConsumerProcess, series: str) -> bool:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{consumer.metrics_port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return False
+    return series in text
+
+
 def test_published_is_not_in_questdb_until_the_consumer_commits(
     service: Service, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -46,6 +54,13 @@ def test_published_is_not_in_questdb_until_the_consumer_commits(
         wait_for(lambda: _in_questdb(service, request_id) == 100.0, timeout=90, interval=0.5)
         assert service.get(f"/api/backfill/request/{request_id}")["valuesInQuestDB"] == 4320
         wait_for(lambda: _ratio_metric(service) == 1.0, timeout=30, interval=0.5)
+        # all read: only each partition's last commit marker is left, which is no lag in time
+        backfill = stack_env["TOPIC_BACKFILL"]
+        eta = f'histfill_consumer_drain_eta_seconds{{topic="{backfill}"}}'
+        wait_for(lambda: _has(consumer, eta) and consumer.metric(eta) == 0, timeout=30)
+        assert (
+            consumer.metric(f'histfill_consumer_lag_seconds{{partition="0",topic="{backfill}"') == 0
+        )
 
         service.stop()
         service.start()

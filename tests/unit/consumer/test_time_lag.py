@@ -9,7 +9,14 @@ import pytest
 
 from consumer.lag import PartitionLag
 from consumer.metrics import ConsumerMetrics, HealthServer
-from consumer.timelag import DrainRate, consumed_totals, lag_seconds, time_lags
+from consumer.timelag import (
+    NOTHING_UNREAD,
+    DrainRate,
+    consumed_totals,
+    effective_totals,
+    lag_seconds,
+    time_lags,
+)
 from histfill.lagview import LagSnapshot, duration
 from shared.errors import ConfigError
 
@@ -22,6 +29,16 @@ def test_lag_seconds_is_the_wait_of_the_oldest_unread_message() -> None:
     assert lag_seconds(5, oldest_unread_ms=None, now_s=1_060.0) is None
     assert lag_seconds(5, oldest_unread_ms=-1, now_s=1_060.0) is None  # no timestamp
     assert lag_seconds(5, oldest_unread_ms=2_000_000, now_s=1_060.0) == 0.0  # clock skew
+
+
+def test_a_partition_with_only_a_transaction_marker_left_is_caught_up() -> None:
+    """Backfill is written in transactions: a group that read everything sits one commit
+    marker short of the log end. That is 0 s of lag, and no lag for the drain ETA."""
+    assert lag_seconds(1, oldest_unread_ms=NOTHING_UNREAD, now_s=1_060.0) == 0.0
+    rows = [PartitionLag("g", "t", 0, 47, 0, 48, 1), PartitionLag("g", "t", 1, 40, 0, 48, 8)]
+    seconds: dict[tuple[str, int], float | None] = {("t", 0): 0.0, ("t", 1): 30.0}
+    assert effective_totals(rows, seconds) == {"t": 8}
+    assert effective_totals(rows, {}) == {"t": 9}  # unknown seconds: the lag counts
 
 
 Key = tuple[str, int]

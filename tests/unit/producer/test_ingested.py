@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from producer.api import ProgressCollector
 from producer.connectors import Connectors
-from producer.ingested import IngestTracker, reached, share, with_ingested
+from producer.ingested import GroupOffsets, IngestTracker, reached, share, with_ingested
 from producer.orchestrator import Orchestrator
 from producer.progress import Status
 from shared.settings import ProducerSettings, load_settings
@@ -25,7 +25,7 @@ def test_a_transaction_counts_once_the_group_committed_past_every_partition_end(
 
 def test_tracker_counts_values_as_the_group_commits_them() -> None:
     """Chunks count as the commits pass them; unknown until the first read; values published
-    before this process wait for the log end (minus its commit marker) read at that read."""
+    before this process wait for the log ends read at that first read."""
     tracker = IngestTracker()
     tracker.adopt("old", 1_000)
     tracker.note("r", {0: 10}, 100)
@@ -37,12 +37,12 @@ def test_tracker_counts_values_as_the_group_commits_them() -> None:
     tracker.settle({0: 20, 1: 4}, log_ends={0: 90, 1: 90})  # later ends do not move "old"'s
     assert tracker.ingested("r") == 150
     assert tracker.ingested("old") == 0
-    tracker.settle({0: 29, 1: 4}, log_ends={0: 90, 1: 90})
+    tracker.settle({0: 30, 1: 5}, log_ends={0: 90, 1: 90})
     assert tracker.ingested("old") == 1_000
     assert tracker.ingested("unknown") == 0
     fresh = IngestTracker()
     fresh.adopt("old", 5)
-    fresh.settle({0: 29}, log_ends={0: 30, 2: 0})  # an empty partition waits for nothing
+    fresh.settle({0: 30}, log_ends={0: 30, 2: 0})  # an empty partition waits for nothing
     assert fresh.ingested("old") == 5
 
 
@@ -84,3 +84,32 @@ def test_metrics_export_only_active_and_recently_finished_requests() -> None:
     )
     assert "done-long-ago" not in text
     assert "histfill_backfill_fenced_workers_total 0.0" in text
+
+
+class _Peeker:
+    def __init__(self, answers: dict[tuple[str, int], tuple[int, int] | None]) -> None:
+        self.answers = answers
+        self.asked: list[dict[tuple[str, int], int]] = []
+
+    def first_visible(
+        self, wanted: dict[tuple[str, int], int]
+    ) -> dict[tuple[str, int], tuple[int, int] | None]:
+        self.asked.append(dict(wanted))
+        return {k: self.answers[k] for k in wanted if k in self.answers}
+
+
+def test_a_group_idle_before_markers_and_aborted_data_has_read_it_all() -> None:
+    """Where the group's offset stopped short of the log end, a peek decides: nothing
+    readable before the end moves it to the end, a readable message to that message; a
+    moving group is not peeked at, nor is the same question asked twice."""
+    peeker = _Peeker({("t", 0): None, ("t", 1): (50, 0)})
+    offsets = GroupOffsets(None, "g", "t", peeker=peeker)  # type: ignore[arg-type]  # no I/O here
+    ends = {0: 48, 1: 60, 2: 0, 3: 10}
+    first = offsets._effective({0: 46, 1: 40, 3: 10}, ends)
+    assert first == {0: 46, 1: 40, 2: 0, 3: 10}  # first sight: no peek (maybe moving)
+    assert peeker.asked == []
+    second = offsets._effective({0: 46, 1: 40, 3: 10}, ends)
+    assert second == {0: 48, 1: 50, 2: 0, 3: 10}
+    assert peeker.asked == [{("t", 0): 46, ("t", 1): 40}]
+    assert offsets._effective({0: 46, 1: 40, 3: 10}, ends) == second
+    assert len(peeker.asked) == 1
