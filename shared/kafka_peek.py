@@ -36,10 +36,12 @@ class Peeker:
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",  # an offset below the log start: from there
-                # one record batch per partition is all we want: keep the prefetch small
-                "queued.max.messages.kbytes": 1024,
-                "fetch.max.bytes": 1024 * 1024,
-                "max.partition.fetch.bytes": 1,
+                # one record batch per partition is all we want: the broker sends at least one
+                # even when larger than the partition limit; a small limit keeps the rest out
+                "max.partition.fetch.bytes": 64 * 1024,
+                "fetch.max.bytes": 8 * 1024 * 1024,
+                "queued.max.messages.kbytes": 8 * 1024,
+                "fetch.wait.max.ms": 10,
                 "log_level": 3,
             }
         )
