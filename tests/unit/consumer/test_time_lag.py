@@ -162,3 +162,30 @@ def test_json_snapshot_has_no_infinity_and_durations_read_well() -> None:
         "2h 05m",
         "2d 7h",
     ]
+
+
+def test_the_lag_table_shows_seconds_rate_and_eta() -> None:
+    """`histfill lag` (and each `--watch` frame) shows lag in messages and time per partition,
+    and per topic the consumption rate and drain ETA."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+
+    from histfill.lagview import render  # noqa: PLC0415
+
+    rows = [PartitionLag("g", "t", 0, 1, 0, 11, 10), PartitionLag("g", "t", 1, None, 0, 4, 4)]
+    snap = LagSnapshot(
+        "g",
+        datetime(2026, 1, 1, tzinfo=UTC),
+        rows,
+        {("t", 0): 90.0, ("t", 1): None},
+        {"t": 2.0},
+        {"t": 7.0},
+    )
+    console = Console(width=200, record=True)
+    console.print(render(snap))
+    text = console.export_text()
+    assert "consumer lag, group g" in text
+    assert "1m 30s" in text
+    assert "4*" in text
+    assert "total lag t: 14   consumed 2.0 msg/s   drain ETA 7.0s" in text
