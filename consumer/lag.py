@@ -10,6 +10,7 @@ backlog instead of 0. Where the tool shows a number, ours is the same.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -17,6 +18,13 @@ from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicP
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import ListOffsetsResultInfo, OffsetSpec
 
+from consumer.timelag import (
+    DrainRate,
+    TimestampReader,
+    consumed_totals,
+    effective_totals,
+    time_lags,
+)
 from shared.errors import HistfillError
 
 log = structlog.get_logger(__name__)
@@ -117,20 +125,29 @@ class GroupLagWatcher:
     A consumer knows the lag of its own partitions from its position. To put real-time first
     across several consumer processes it also needs the partitions other members own: they
     write to the same QuestDB, so one member's backfill can delay another member's live
-    values. The same figures feed ``histfill_consumer_lag`` for the partitions this member
+    values. The same figures feed ``histfill_consumer_lag_messages`` for the partitions it
     holds, with the rule ``histfill lag`` uses (committed offsets, or the log start where the
     group never committed). This asks the broker on its own thread, so the poll loop never
     waits for it.
     """
 
     def __init__(
-        self, admin: AdminClient, group: str, topics: list[str], interval: float = 5.0
+        self,
+        admin: AdminClient,
+        group: str,
+        topics: list[str],
+        interval: float = 5.0,
+        timestamps: TimestampReader | None = None,
     ) -> None:
         self._admin = admin
         self._group = group
         self._topics = topics
         self._interval = interval
         self._lags: dict[tuple[str, int], int] = {}
+        self._seconds: dict[tuple[str, int], float | None] = {}
+        self._etas: dict[str, float | None] = {}
+        self._timestamps = timestamps
+        self._drain = DrainRate()
         self._failing = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="group-lag", daemon=True)
@@ -144,6 +161,9 @@ class GroupLagWatcher:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self._interval + 15)
+        if self._timestamps is not None and not self._thread.is_alive():
+            self._timestamps.close()
+            self._timestamps = None
 
     def all_lags(self) -> dict[tuple[str, int], int]:
         """(topic, partition) -> lag from the last successful refresh.
@@ -159,6 +179,14 @@ class GroupLagWatcher:
         """Partition -> lag of one topic (see ``all_lags``)."""
         return {p: lag for (t, p), lag in self.all_lags().items() if t == topic}
 
+    def all_seconds(self) -> dict[tuple[str, int], float | None]:
+        """(topic, partition) -> lag in seconds (see ``consumer.timelag``); None: unknown."""
+        return dict(self._seconds)
+
+    def drain_etas(self) -> dict[str, float | None]:
+        """Topic -> seconds to drain the group's lag at its recent rate (None: not known yet)."""
+        return dict(self._etas)
+
     def refresh(self) -> None:
         """Ask the broker now; on failure keep the last figures and log once per outage."""
         try:
@@ -172,6 +200,13 @@ class GroupLagWatcher:
             log.info("group_lag_available", topics=self._topics)
         self._failing = False
         self._lags = {(row.topic, row.partition): row.lag for row in rows}
+        self._drain.add(consumed_totals(rows))
+        try:
+            self._seconds = time_lags(rows, self._timestamps, time.time())
+        except Exception as exc:  # noqa: BLE001  # librdkafka raises several types; keep the last figures
+            log.warning("time_lag_unavailable", error=str(exc)[:300])
+        lags = effective_totals(rows, self._seconds)
+        self._etas = {t: self._drain.eta(t, lag) for t, lag in lags.items()}
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -54,6 +54,8 @@ from shared.settings import ConsumerSettings
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+TimeLag = Callable[[], tuple[dict[tuple[str, int], float | None], dict[str, float | None]]]
+"""The group's lag in seconds per (topic, partition), and its drain ETA per topic."""
 
 
 @dataclass
@@ -153,6 +155,7 @@ class IngestLoop:
         rng: random.Random | None = None,
         group_lag: Callable[[], dict[int, int]] | None = None,
         partition_lag: Callable[[], dict[tuple[str, int], int]] | None = None,
+        time_lag: TimeLag | None = None,
     ) -> None:
         self._consumer = consumer
         self._codec = codec
@@ -165,8 +168,10 @@ class IngestLoop:
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not security
         # the real-time partitions' lag across the group (see GroupLagWatcher), if watched
         self._group_lag = group_lag
-        # every partition's lag by the group's commits, for histfill_consumer_lag (GroupLagWatcher)
+        # every partition's lag by the group's commits, for histfill_consumer_lag_messages
         self._partition_lag = partition_lag
+        # the group's lag in seconds per partition and drain ETA per topic (GroupLagWatcher)
+        self._time_lag = time_lag
         self._pending = _Pending()
         self._stop = threading.Event()
         self._flushing = False
@@ -175,6 +180,7 @@ class IngestLoop:
         self._backfill_lag_paused = False
         self._backfill_cap = ValueRateLimit(settings.backfill_max_values_per_second, clock=clock)
         self._last_steer = 0.0
+        self._last_export = -1.0
         self._generation = 0  # bumped by every revoke or loss of partitions
         # one background writer: at most one flush in flight while the next one fills
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
@@ -183,10 +189,16 @@ class IngestLoop:
         self.sinks = SinkHealth(clock=clock)  # which sink is stuck, for /ready and /health
         self.ready = False
 
+    @property
+    def partitions_held(self) -> int:
+        """Partitions assigned now (0 during an eager rebalance), for /health and /ready."""
+        return len(self._assigned)
+
     # ------------------------------------------------------------------ rebalance callbacks
 
     def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        self._metrics.assigned.set(len(self._assigned))
         self.ready = True
         log.info("partitions_assigned", partitions=_names(partitions))
 
@@ -205,6 +217,7 @@ class IngestLoop:
         self._assigned -= revoked
         self._paused -= revoked
         self._metrics.drop_lag(revoked)
+        self._metrics.assigned.set(len(self._assigned))
 
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=_names(partitions))
@@ -218,6 +231,7 @@ class IngestLoop:
         self._assigned -= lost
         self._paused -= lost
         self._metrics.drop_lag(lost)
+        self._metrics.assigned.set(len(self._assigned))
 
     # ------------------------------------------------------------------ the loop
 
@@ -364,6 +378,9 @@ class IngestLoop:
             if i not in outcome.refused:
                 self._metrics.batches.labels(message.topic()).inc()
                 self._metrics.values.labels(message.topic()).inc(length)
+                newest = pending.newest[i]
+                if newest is not None and message.topic() == self._settings.topic_realtime:
+                    self._metrics.wrote_realtime(newest.ts_us)
         self._metrics.flush_seconds.observe(self._clock() - started)
         self._metrics.last_flush.set(time.time())
         log.debug(
@@ -456,12 +473,24 @@ class IngestLoop:
             if self._stop.is_set():
                 raise _Stopped
             self.heartbeat.beat()
+            self._export_group_lag()
             message = self._consumer.poll(min(0.2, max(deadline - self._clock(), 0.0)))
             if message is not None and message.error() is None:
                 # Fetched before the pause took effect: rewind so it is read again later.
                 topic, partition, offset = message.topic(), message.partition(), message.offset()
                 if topic is not None and partition is not None and offset is not None:
                     self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _export_group_lag(self) -> None:
+        """The group's lag figures on /metrics, about once a second: from ``_steer``, and from
+        ``_idle`` while a sink is down, when the lag grows and matters most."""
+        now = self._clock()
+        if self._partition_lag is None or not self._assigned or now - self._last_export < 1.0:
+            return  # not joined yet: see GroupLagWatcher.all_lags
+        self._last_export = now
+        seconds, etas = self._time_lag() if self._time_lag is not None else ({}, {})
+        self._metrics.show_lag(self._assigned, self._partition_lag(), seconds)
+        self._metrics.show_group(self._settings.topic_realtime, seconds, etas)
 
     # ------------------------------------------------------------------ real-time first
 
@@ -490,8 +519,7 @@ class IngestLoop:
                 if (s.topic_realtime, partition) not in self._assigned
             )
         self._metrics.realtime_lag.set(realtime_lag)
-        if self._partition_lag is not None and assigned:  # joined: see GroupLagWatcher.all_lags
-            self._metrics.show_lag(self._assigned, self._partition_lag())
+        self._export_group_lag()
         threshold = s.realtime_lag_pause_threshold
         if threshold:
             if realtime_lag > threshold:

@@ -20,6 +20,7 @@ from consumer.loop import IngestLoop
 from consumer.membership import claim_instance_id
 from consumer.metrics import ConsumerMetrics, HealthServer, HealthState
 from consumer.questdb_sink import QuestDBSink
+from consumer.timelag import TimestampReader
 from shared.bootstrap import ensure_infrastructure
 from shared.codec import BatchCodec
 from shared.errors import ConfigError, HistfillError
@@ -62,6 +63,7 @@ def run(settings: ConsumerSettings) -> None:
             AdminClient(base_config(settings)),
             settings.consumer_group_id,
             [settings.topic_realtime, settings.topic_backfill],
+            timestamps=TimestampReader(base_config(settings)),
         )
         stack.callback(watcher.stop)
         group_lag = None
@@ -77,6 +79,7 @@ def run(settings: ConsumerSettings) -> None:
             metrics,
             group_lag=group_lag,
             partition_lag=watcher.all_lags,
+            time_lag=lambda: (watcher.all_seconds(), watcher.drain_etas()),
         )
         if settings.metrics_port:
             state = HealthState(
@@ -84,7 +87,9 @@ def run(settings: ConsumerSettings) -> None:
                 loop.sinks,
                 joined=lambda: loop.ready,
                 max_stuck_s=settings.ready_max_sink_stuck_seconds,
+                held=lambda: loop.partitions_held,
             )
+            metrics.ready.set_function(lambda: float(state.ready()[0]))
             health = HealthServer(
                 metrics, settings.metrics_port, live=state.live, ready=state.ready
             )

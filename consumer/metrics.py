@@ -6,22 +6,40 @@ daemon thread; /health (= /live) and /ready are small routes in front of it, ans
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    make_wsgi_app,
+)
+
+from shared.errors import ConfigError
 
 
 class ConsumerMetrics:
-    """Every metric the consumer exports, on its own registry (so tests can build several)."""
+    """Every metric the consumer exports, on its own registry (so tests can build several).
+
+    Names follow Prometheus's conventions: the unit in the name (``_seconds``, ``_messages``),
+    ``_total`` on counters (prometheus_client adds it), labels with bounded values only (topic,
+    partition, sink, error type). ``ops/prometheus/`` and ``ops/grafana/`` query them, and
+    ``tests/unit/ops`` checks that every name they use is exported here.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, CPU, open fds
         self.values = Counter(
             "histfill_values_ingested", "Values written to QuestDB.", ["topic"], registry=r
         )
@@ -44,17 +62,59 @@ class ConsumerMetrics:
             registry=r,
         )
         self.lag = Gauge(
-            "histfill_consumer_lag",
+            "histfill_consumer_lag_messages",
             "Messages of a partition this consumer holds (paused too) not yet committed: log "
             "end - committed offset, or log end - log start if never committed.",
             ["topic", "partition"],
             registry=r,
         )
+        self.lag_seconds = Gauge(
+            "histfill_consumer_lag_seconds",
+            "Seconds the oldest message of a partition this consumer holds has waited unread "
+            "(now - its CreateTime; 0 without lag).",
+            ["topic", "partition"],
+            registry=r,
+        )
         self._lag_shown: set[tuple[str, int]] = set()
+        self.drain_eta = Gauge(
+            "histfill_consumer_drain_eta_seconds",
+            "The group's lag on a topic divided by its commit rate over the last minute "
+            "(+Inf: no progress). Every member exports the group's figure.",
+            ["topic"],
+            registry=r,
+        )
         self.realtime_lag = Gauge(
-            "histfill_realtime_lag",
+            "histfill_realtime_lag_messages",
             "Real-time messages not yet ingested across the consumer group (own partitions "
             "from positions, the others from the group's commits): what pauses backfill.",
+            registry=r,
+        )
+        self.realtime_lag_seconds = Gauge(
+            "histfill_realtime_lag_seconds",
+            "Largest lag in seconds over the real-time topic's partitions, the whole group's.",
+            registry=r,
+        )
+        self.realtime_newest = Gauge(
+            "histfill_realtime_newest_value_timestamp_seconds",
+            "Timestamp of the newest real-time value this consumer wrote to QuestDB.",
+            registry=r,
+        )
+        self.realtime_newest_age = Gauge(
+            "histfill_realtime_newest_value_age_seconds",
+            "Now minus the newest real-time value this consumer wrote to QuestDB (NaN: none "
+            "yet): how old the freshest live data in QuestDB is.",
+            registry=r,
+        )
+        self.realtime_newest_age.set_function(self._newest_age)
+        self._newest_s: float | None = None
+        self.assigned = Gauge(
+            "histfill_consumer_assigned_partitions",
+            "Partitions this consumer holds (0 during a rebalance or before joining).",
+            registry=r,
+        )
+        self.ready = Gauge(
+            "histfill_consumer_ready",
+            "1 while /ready answers 200 (joined, no sink stuck), else 0.",
             registry=r,
         )
         self.backfill_paused = Gauge(
@@ -66,13 +126,29 @@ class ConsumerMetrics:
             registry=r,
         )
 
-    def show_lag(
-        self, assigned: Iterable[tuple[str, int]], lags: dict[tuple[str, int], int]
-    ) -> None:
-        """One ``histfill_consumer_lag`` series per partition held, and none for any other.
+    def _newest_age(self) -> float:
+        newest = self._newest_s
+        return float("nan") if newest is None else max(time.time() - newest, 0.0)
 
-        ``lags`` are the group's figures (see ``consumer.lag``); a partition they do not cover
-        yet keeps its last value until they do.
+    def wrote_realtime(self, newest_us: int) -> None:
+        """A flush put real-time values up to ``newest_us`` in QuestDB."""
+        newest_s = newest_us / 1_000_000
+        if self._newest_s is None or newest_s > self._newest_s:
+            self._newest_s = newest_s
+            self.realtime_newest.set(newest_s)
+
+    def show_lag(
+        self,
+        assigned: Iterable[tuple[str, int]],
+        lags: dict[tuple[str, int], int],
+        seconds: dict[tuple[str, int], float | None] | None = None,
+    ) -> None:
+        """One ``histfill_consumer_lag_messages`` (and ``_seconds``) series per partition
+        held, and none for any other.
+
+        ``lags`` and ``seconds`` are the group's figures (see ``consumer.lag`` and
+        ``consumer.timelag``); a partition they do not cover yet keeps its last value until
+        they do.
         """
         held = set(assigned)
         self.drop_lag(self._lag_shown - held)
@@ -81,6 +157,23 @@ class ConsumerMetrics:
             if lag is not None:
                 self.lag.labels(topic, str(partition)).set(lag)
                 self._lag_shown.add((topic, partition))
+            late = (seconds or {}).get((topic, partition))
+            if late is not None and (topic, partition) in self._lag_shown:
+                self.lag_seconds.labels(topic, str(partition)).set(late)
+
+    def show_group(
+        self,
+        realtime_topic: str,
+        seconds: dict[tuple[str, int], float | None],
+        etas: dict[str, float | None],
+    ) -> None:
+        """The group-wide figures: real-time lag in seconds, and each topic's drain ETA."""
+        realtime = [s for (t, _p), s in seconds.items() if t == realtime_topic and s is not None]
+        if realtime:
+            self.realtime_lag_seconds.set(max(realtime))
+        for topic, eta in etas.items():
+            if eta is not None:
+                self.drain_eta.labels(topic).set(eta)
 
     def drop_lag(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Remove the series of partitions revoked or lost: their lag is another member's."""
@@ -88,6 +181,8 @@ class ConsumerMetrics:
             if (topic, partition) in self._lag_shown:
                 self._lag_shown.discard((topic, partition))
                 self.lag.remove(topic, str(partition))
+                with suppress(KeyError):  # no seconds figure was known yet
+                    self.lag_seconds.remove(topic, str(partition))
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -125,7 +220,15 @@ class HealthServer:
             result: Iterable[bytes] = metrics_app(environ, start_response)
             return result
 
-        self._server: WSGIServer = make_server(host, port, app, handler_class=_QuietHandler)
+        try:
+            self._server: WSGIServer = make_server(host, port, app, handler_class=_QuietHandler)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"METRICS_PORT={port} is already in use on {host} (another consumer on this "
+                    "host?): give each consumer its own METRICS_PORT, or 0 to serve no metrics"
+                ) from exc
+            raise ConfigError(f"METRICS_PORT={port}: cannot listen on {host}: {exc}") from exc
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="health", daemon=True
         )
@@ -203,11 +306,13 @@ class HealthState:
         sinks: SinkHealth,
         joined: Callable[[], bool],
         max_stuck_s: float,
+        held: Callable[[], int] | None = None,
     ) -> None:
         self._heartbeat = heartbeat
         self._sinks = sinks
         self._joined = joined
         self._max_stuck_s = max_stuck_s
+        self._held = held
 
     def _state(self) -> tuple[bool, bool, dict[str, Any]]:
         live = self._heartbeat.alive()
@@ -231,6 +336,16 @@ class HealthState:
             "stuck_sinks": [{"sink": s, "seconds": round(t, 1)} for s, t in stuck.items()],
             "max_sink_stuck_seconds": self._max_stuck_s,
         }
+        if self._held is not None:
+            held = self._held()
+            body["partitions_held"] = held
+            if joined and held == 0:
+                # still ready: a rebalance is brief and the lag series come back with the
+                # partitions; more consumers than partitions leaves some idle for good
+                body["note"] = (
+                    "holds no partitions now: a rebalance in progress (its lag series return "
+                    "with its partitions), or more consumers than partitions"
+                )
         if reasons:
             body["reason"] = "; ".join(reasons)
         return live, ready, body

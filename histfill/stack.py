@@ -570,15 +570,23 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def up(paths: StackPaths | None = None, timeout: float = 120) -> dict[str, str]:
-    """Bring the whole stack up (idempotent); returns each service's outcome."""
+def up(
+    paths: StackPaths | None = None, timeout: float = 120, *, prometheus: bool = False
+) -> dict[str, str]:
+    """Bring the whole stack up (idempotent); returns each service's outcome. ``prometheus``:
+    also the optional Prometheus (:mod:`histfill.prometheus`)."""
     paths = paths or StackPaths()
     for directory in (paths.lib, paths.data, paths.logs, paths.run, paths.conf):
         directory.mkdir(parents=True, exist_ok=True)
     if not all(service.ready() for service in SERVICES):
         check_java()
         fetch_jars(paths)
-    return {service.name: start_service(service, paths, timeout) for service in SERVICES}
+    outcome = {service.name: start_service(service, paths, timeout) for service in SERVICES}
+    if prometheus:
+        from histfill.prometheus import PROMETHEUS  # noqa: PLC0415  # imports this module
+
+        outcome[PROMETHEUS.name] = start_service(PROMETHEUS, paths, timeout)
+    return outcome
 
 
 def down(paths: StackPaths | None = None) -> dict[str, bool]:
@@ -605,3 +613,8 @@ def status(paths: StackPaths | None = None) -> Iterator[ServiceStatus]:
         yield ServiceStatus(
             service.name, _read_pid(paths, service.name), service.ready(), service.port
         )
+    if paths.pid_file("prometheus").exists():  # started with `stack up --prometheus`
+        from histfill.prometheus import PROMETHEUS  # noqa: PLC0415  # imports this module
+
+        pid = _read_pid(paths, PROMETHEUS.name)
+        yield ServiceStatus(PROMETHEUS.name, pid, PROMETHEUS.ready(), PROMETHEUS.port)

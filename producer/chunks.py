@@ -87,6 +87,8 @@ class ChunkRunner:
         self._put = put
         self._sleep = sleep
         self._now = now
+        self.on_committed: Callable[[str, dict[int, int], int], None] | None = None
+        """Told (request id, partition ends, values) of each committed transaction."""
 
     async def run(
         self,
@@ -238,6 +240,8 @@ class ChunkRunner:
         for tomb in tombstones:
             stale.pop(tomb.split(":", 2)[2], None)
         progress.chunk_committed(values, batches)
+        if self.on_committed is not None:
+            self.on_committed(request.request_id, pub.take_ends(), values)
         return tuple(done), {}, until
 
     async def _read_and_publish(

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from confluent_kafka.admin import AdminClient
 
 from producer import checkpoints as cp
 from producer.chunks import ChunkRunner
@@ -38,6 +39,7 @@ from producer.errors import (
     PublishError,
     UnknownRequest,
 )
+from producer.ingested import GroupOffsets, IngestTracker, IngestWatch
 from producer.planner import Chunk, Plan
 from producer.progress import (
     BackfillRequest,
@@ -55,6 +57,8 @@ from producer.status import retry_body, status_payload
 from shared.batch import from_micros
 from shared.codec import BatchCodec
 from shared.errors import HistfillError
+from shared.kafka import base_config
+from shared.kafka_peek import Peeker
 from shared.ratelimit import ValueRateLimit
 from shared.settings import ProducerSettings
 
@@ -110,6 +114,8 @@ class Orchestrator:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()  # state writes not awaited inline
         self._control: PlainPublisher | None = None
+        self.ingest = IngestTracker()  # how much of each request is in QuestDB
+        self.fenced_workers = 0  # workers stopped because a newer producer took their id
         self._runner = self._chunk_runner()
         self.started = False
 
@@ -127,16 +133,28 @@ class Orchestrator:
         if workers > self.view.max_workers:
             await self._put(cp.META_WORKERS_KEY, {"kind": "meta", "maxWorkers": workers})
         self._restore()
+        for entry in self.entries.values():  # published before this process: see ingested.py
+            self.ingest.adopt(entry.progress.request.request_id, entry.progress.values_published)
         self._runner = self._chunk_runner()
         self._tasks = [
             asyncio.create_task(self._worker(w), name=f"backfill-worker-{w}")
             for w in range(workers)
         ]
+        offsets = GroupOffsets(
+            AdminClient(base_config(self.settings)),
+            self.settings.consumer_group_id,
+            self.settings.topic_backfill,
+            peeker=Peeker(base_config(self.settings)),
+        )
+        watch = IngestWatch(self.ingest, offsets)
+        self._tasks.append(
+            asyncio.create_task(watch.run(lambda: self._stopping), name="ingest-watch")
+        )
         self.started = True
         log.info("orchestrator_started", workers=workers, requests=len(self.entries))
 
     def _chunk_runner(self) -> ChunkRunner:
-        return ChunkRunner(
+        runner = ChunkRunner(
             self.settings,
             self.connectors,
             self.view,
@@ -145,6 +163,8 @@ class Orchestrator:
             self._sleep,
             self._now,
         )
+        runner.on_committed = self.ingest.note
+        return runner
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Stop dispatching, abort open chunks (they are redone at the next start), close."""
@@ -434,6 +454,7 @@ class Orchestrator:
                     self._maybe_finish(entry)
                     self._wake.set()
         except FencedError as exc:
+            self.fenced_workers += 1
             log.error("worker_fenced", worker=worker, error=str(exc))
         finally:
             await asyncio.to_thread(publisher.close)

@@ -134,6 +134,7 @@ class BackfillPublisher:
         )
         self._producer: Any = None
         self._in_transaction = False
+        self._ends: dict[int, int] = {}  # partition -> offset after the transaction's last data
 
     def start(self) -> None:
         """Create the producer and ``init_transactions``: fences any predecessor with our id."""
@@ -150,6 +151,7 @@ class BackfillPublisher:
         except KafkaException as exc:
             raise _translate(exc, "begin_transaction") from exc
         self._in_transaction = True
+        self._ends = {}
 
     def publish(self, batch: PointBatch, request_id: str, chunk_index: int) -> tuple[int, int]:
         """Encode and produce one page to the backfill topic; returns (messages, values)."""
@@ -157,9 +159,20 @@ class BackfillPublisher:
         key = batch.source_address.encode()
         messages = 0
         for piece in slices(replace(batch, request_id=request_id, chunk_index=chunk_index)):
-            self._produce(topic, key, self._codec.encode(piece, topic))
+            _produce(self._producer, topic, key, self._codec.encode(piece, topic), self._delivered)
             messages += 1
         return messages, len(batch)
+
+    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:  # a failed delivery fails the commit: the chunk is redone
+            partition, after = msg.partition(), msg.offset() + 1
+            self._ends[partition] = max(self._ends.get(partition, 0), after)
+
+    def take_ends(self) -> dict[int, int]:
+        """Per partition, the offset after the last data message of the transaction just
+        committed (the commit served every delivery report): see ``producer.ingested``."""
+        ends, self._ends = self._ends, {}
+        return ends
 
     def checkpoint(self, key: str, value: bytes | None) -> None:
         """Produce a state record (``None``: a tombstone) inside the open transaction."""

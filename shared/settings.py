@@ -86,6 +86,11 @@ class CommonSettings(BaseSettings):
 
     topic_realtime: str = Field("naia.datapoints", description="Real-time data topic.")
     topic_backfill: str = Field("naia.datapoints.backfill", description="Backfill data topic.")
+    consumer_group_id: str = Field(
+        "histfill-ingest",
+        description="Kafka consumer group id of the consumers; the producer reads its committed "
+        "offsets to tell how much of a request is in QuestDB.",
+    )
     topic_dlq: str = Field(
         "naia.datapoints.dlq", description="Dead-letter topic for poison messages."
     )
@@ -190,7 +195,6 @@ class CommonSettings(BaseSettings):
 class ConsumerSettings(CommonSettings):
     """The consumer service: Kafka -> QuestDB + Redis."""
 
-    consumer_group_id: str = Field("histfill-ingest", description="Kafka consumer group id.")
     consumer_instance_id: str | None = Field(
         None,
         description="Kafka `group.instance.id` (static membership): a consumer restarted with "

@@ -30,7 +30,7 @@ LIVE_US = BASE_US + 10**6 * MINUTE_US
 
 
 def _lag_series(consumer: ConsumerProcess) -> dict[tuple[str, int], float]:
-    """histfill_consumer_lag's series on the consumer's /metrics: (topic, partition) -> lag."""
+    """The histfill_consumer_lag_messages series on /metrics: (topic, partition) -> lag."""
     try:
         text = httpx.get(f"http://127.0.0.1:{consumer.metrics_port}/metrics", timeout=2).text
     except httpx.HTTPError:
@@ -38,7 +38,7 @@ def _lag_series(consumer: ConsumerProcess) -> dict[tuple[str, int], float]:
     return {
         (topic, int(partition)): float(value)
         for partition, topic, value in re.findall(
-            r'^histfill_consumer_lag\{partition="(\d+)",topic="([^"]+)"\} (\S+)$',
+            r'^histfill_consumer_lag_messages\{partition="(\d+)",topic="([^"]+)"\} (\S+)$',
             text,
             flags=re.MULTILINE,
         )

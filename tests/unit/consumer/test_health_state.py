@@ -54,3 +54,22 @@ def test_not_ready_before_joining_and_not_live_when_the_loop_stops() -> None:
     clock.now += 61
     assert state.live()[0] is False
     assert state.ready()[0] is False
+
+
+def test_a_consumer_holding_no_partitions_says_so_and_stays_ready() -> None:
+    """During a rebalance (nothing held after joining) /ready stays 200, and its body says why
+    the lag series are gone for the moment."""
+    clock = _Clock()
+    held = [3]
+    state = HealthState(
+        Heartbeat(clock=clock), SinkHealth(clock=clock), lambda: True, 60, held=lambda: held[0]
+    )
+    ready, body = state.ready()
+    assert ready
+    assert body["partitions_held"] == 3
+    assert "note" not in body
+    held[0] = 0
+    ready, body = state.ready()
+    assert ready
+    assert body["partitions_held"] == 0
+    assert "rebalance in progress" in body["note"]
