@@ -100,7 +100,7 @@ def seed(archive: Archive, qdb: QuestDBSQL) -> Seed:
         n = write_points(table, points, start, end)
         written["rows"] += n
         want = written["rows"]
-        wait_for(lambda: int(qdb.scalar(f"SELECT count() FROM {table}") or 0) >= want, 120)  # noqa: S608
+        wait_for(lambda: int(qdb.scalar(f"SELECT count() FROM {table}") or 0) >= want, 120)
         return n
 
     return _seed

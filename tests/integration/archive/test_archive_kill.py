@@ -23,7 +23,7 @@ FIRST, LAST = Month(2024, 1), Month(2024, 2)
 
 
 def _archive_cli(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603  # our own interpreter and module
+    return subprocess.Popen(  # our own interpreter and module
         [
             sys.executable,
             "-m",
