@@ -90,12 +90,13 @@ class Archiver:
         except CorruptObjectError as exc:
             note = f"{month}: {exc} (rewritten)"
             log.warning("archive_object_corrupt", key=key, error=str(exc))
-        hot_rows = self.tier.count(point, month.start, month.end)
-        if existing is not None and hot_rows <= existing[1].rows:
-            return Outcome("skipped")
-        if existing is None and hot_rows == 0:
-            return Outcome("empty", note=note)
+        if existing is not None:
+            hot_rows = self.tier.count(point, month.start, month.end)
+            if hot_rows <= existing[1].rows:
+                return Outcome("skipped")
         table = self.tier.read(point, month.start, month.end)
+        if existing is None and table.num_rows == 0:
+            return Outcome("empty", note=note)
         if existing is not None:
             table = merge(existing[0], table)
             note = f"{month}: {key} held {existing[1].rows} rows, QuestDB {hot_rows}: merged"

@@ -23,7 +23,7 @@ from archive.errors import BadArchiveRequest
 from archive.keys import Month, months
 from archive.progress import Progress
 from archive.query import check
-from archive.service import Archive, execute, plan, prune_hot
+from archive.service import Archive, execute, lean_memory, plan, prune_hot
 from archive.verify import verify_archive
 from shared.errors import HistfillError
 from shared.settings import ArchiveSettings, load_settings
@@ -77,6 +77,7 @@ def archive_command(
     Re-running skips objects present and valid; a corrupt or foreign object is rewritten.
     Exit 1 when any point-month failed.
     """
+    lean_memory()
     try:
         settings = load_settings(ArchiveSettings)
         archive = Archive.from_settings(settings)

@@ -80,13 +80,20 @@ def conform(table: pa.Table) -> pa.Table:
 
 
 def _string_bytes(column: pa.ChunkedArray | pa.Array) -> tuple[bytes, bytes, bytes]:
-    """Validity, lengths and data of a string column, independent of its physical layout."""
+    """Validity, lengths and data of a string column, independent of its physical layout
+    (chunks, slicing, dictionary encoding): read from the Arrow buffers, no Python strings."""
     array = column.cast(pa.string())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
     valid = np.asarray(pc.is_valid(array), dtype=np.uint8).tobytes()
     filled = pc.fill_null(array, "")
     lengths = np.asarray(pc.binary_length(filled), dtype="<i4")
-    data = pc.binary_join(pa.array([filled.combine_chunks()], pa.list_(pa.string())), "")
-    return valid, lengths.tobytes(), str(data[0].as_py()).encode()
+    if len(filled) == 0 or not lengths.any():
+        return valid, lengths.tobytes(), b""
+    offsets = np.frombuffer(filled.buffers()[1], dtype="<i4")
+    first, last = offsets[filled.offset], offsets[filled.offset + len(filled)]
+    data = filled.buffers()[2].to_pybytes()[first:last]
+    return valid, lengths.tobytes(), data
 
 
 def checksum(table: pa.Table) -> str:
@@ -150,7 +157,7 @@ def decode(data: bytes, key: str, point: str, month: Month) -> tuple[pa.Table, O
     """Read and check an object: parse, footer metadata present and naming this point-month,
     rows, bounds, time order and checksum all as the footer says. CorruptObjectError otherwise."""
     try:
-        table = pq.read_table(io.BytesIO(data))
+        table = pq.ParquetFile(io.BytesIO(data)).read(use_threads=False)
     except (pa.ArrowException, OSError) as exc:
         raise CorruptObjectError(key, f"not a readable Parquet file ({exc})") from None
     raw = {

@@ -6,7 +6,7 @@ import structlog
 import uvicorn
 
 from archive.api import create_app
-from archive.service import Archive
+from archive.service import Archive, lean_memory
 from shared.errors import ConfigError
 from shared.logging import configure_logging
 from shared.settings import ArchiveSettings, load_settings
@@ -25,6 +25,7 @@ def main() -> int:
         settings.log_level,
         json=None if settings.log_format == "auto" else settings.log_format == "json",
     )
+    lean_memory()
     archive = Archive.from_settings(settings)
     try:
         archive.store.ensure_bucket()

@@ -77,7 +77,7 @@ class QuestTier:
                 return empty()
             raise SinkError(f"QuestDB refused the export of {point!r}: {response.text[:300]}")
         try:
-            table = pq.read_table(io.BytesIO(response.content))
+            table = pq.ParquetFile(io.BytesIO(response.content)).read(use_threads=False)
         except (pa.ArrowException, OSError) as exc:
             raise ArchiveError(f"QuestDB's export of {point!r} is not Parquet: {exc}") from exc
         if table.num_rows == 0:

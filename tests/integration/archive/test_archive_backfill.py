@@ -61,7 +61,7 @@ def services(archive_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, 
     for module in ("consumer", "producer"):
         with (tmp_path / f"{module}.log").open("ab") as log:
             procs.append(
-                subprocess.Popen(  # noqa: S603  # our own interpreter and module
+                subprocess.Popen(  # our own interpreter and module
                     [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=log
                 )
             )
