@@ -1,28 +1,26 @@
 """The hot window: QuestDB keeps ``HOT_RETENTION`` of recent data; older day partitions go,
 but only partitions whose every row is in a verified archive object.
 
-For each day partition that ends before ``now - HOT_RETENTION``: its rows are read (one day, all
-points), and for every point in it the archive object of that month must exist, pass its own
-checks (footer, checksum) and hold exactly that point's rows of that day (same timestamps,
-values and quality). One point missing, one row different, one object unreadable or the store
-down: the partition stays, and the report says why. The partition's row count is read again
-right before the drop; if it changed (a late write landed), it stays for the next pass.
+For each day partition that ends before ``now - HOT_RETENTION``, month by month and point by
+point (one point-month in memory at a time): the archive object of that point-month must
+exist, pass its own checks (footer, checksum) and hold exactly that point's rows of each of
+those days (same timestamps, values and quality). One point missing, one row different, one
+object unreadable or the store down: the partition stays, and the report says why. The
+partition's row count is read again right before the drop; if it changed (a late write
+landed), it stays for the next pass.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import structlog
 
 from archive.archiver import Archiver
-from archive.errors import ArchiveError
 from archive.keys import Month
 from archive.questdb_tier import QuestTier, literal, ts_literal
 from shared.errors import HistfillError
@@ -48,64 +46,71 @@ def _partitions(tier: QuestTier) -> list[tuple[str, datetime, int]]:
     return out
 
 
-def _day_rows(tier: QuestTier, start: datetime, end: datetime) -> pa.Table:
+def _points_in(tier: QuestTier, start: datetime, end: datetime) -> list[str]:
     query = (
-        "SELECT source_address, ts, value, quality FROM "  # noqa: S608  # our own literals
-        f"{tier.table} WHERE ts >= {ts_literal(start)} AND ts < {ts_literal(end)}"
+        f"SELECT DISTINCT source_address FROM {tier.table} "  # noqa: S608  # our own literals
+        f"WHERE ts >= {ts_literal(start)} AND ts < {ts_literal(end)}"
     )
-    response = tier.export(query)
-    if response.status_code != 200:
-        raise ArchiveError(f"QuestDB refused the export of {start:%Y-%m-%d}: {response.text[:200]}")
-    return pq.ParquetFile(io.BytesIO(response.content)).read(use_threads=False)
+    return [str(row[0]) for row in tier.sql.rows(query)]
 
 
-def _same(cold: pa.Table, hot: pa.Table) -> bool:
-    """The same timestamps, values and quality (NaN equal to NaN), in time order."""
-    if cold.num_rows != hot.num_rows:
-        return False
-    hot = hot.sort_by("ts")
-    for name in ("ts", "quality"):
-        a = cold.column(name).cast(pa.int64()).to_numpy()
-        b = hot.column(name).cast(pa.int64()).to_numpy()
-        if not np.array_equal(a, b):
-            return False
-    av = pc.fill_null(cold.column("value"), np.nan).to_numpy()
-    bv = pc.fill_null(hot.column("value"), np.nan).to_numpy()
-    return bool(np.array_equal(av, bv, equal_nan=True))
+def _columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ts = table.column("ts").cast(pa.int64()).to_numpy()
+    value = np.asarray(pc.fill_null(table.column("value"), np.nan).to_numpy(), dtype=np.float64)
+    quality = pc.fill_null(table.column("quality"), 0).cast(pa.int64()).to_numpy()
+    return ts, value, quality
 
 
-def _why_not_archived(archiver: Archiver, day: pa.Table, start: datetime) -> str | None:
-    """None when every row of the day is in a verified object; else the first reason."""
-    end = start + timedelta(days=1)
-    month = Month.of(start)
-    for point in pc.unique(day.column("source_address").cast(pa.string())).to_pylist():
-        rows = day.filter(pc.equal(day.column("source_address").cast(pa.string()), point))
+def _day_mismatch(
+    cold: tuple[np.ndarray, ...], hot: tuple[np.ndarray, ...], day_us: tuple[int, int]
+) -> str | None:
+    """Compare one day's rows: same timestamps, values (NaN equal to NaN) and quality."""
+    lo, hi = day_us
+    a0, a1 = np.searchsorted(cold[0], [lo, hi])
+    b0, b1 = np.searchsorted(hot[0], [lo, hi])
+    if a1 - a0 != b1 - b0:
+        return f"the archive holds {a1 - a0} rows of this day, QuestDB {b1 - b0}"
+    same = (
+        np.array_equal(cold[0][a0:a1], hot[0][b0:b1])
+        and np.array_equal(cold[1][a0:a1], hot[1][b0:b1], equal_nan=True)
+        and np.array_equal(cold[2][a0:a1], hot[2][b0:b1])
+    )
+    return None if same else "rows differ between the archive and QuestDB"
+
+
+def _unarchived_days(archiver: Archiver, month: Month, days: list[datetime]) -> dict[datetime, str]:
+    """Days (of one month) not wholly in verified objects, with why. One point at a time:
+    its object is loaded once and its QuestDB rows of those days read once."""
+    tier = archiver.tier
+    lo, hi = min(days), max(days) + timedelta(days=1)
+    bad: dict[datetime, str] = {}
+    bounds = {d: (_us(d), _us(d + timedelta(days=1))) for d in days}
+    for point in _points_in(tier, lo, hi):
+        hot = _columns(tier.read(point, lo, hi))
+        present = [d for d in days if _rows_in(hot[0], bounds[d]) > 0]
         try:
             found = archiver.load(point, month)
-        except HistfillError as exc:  # corrupt object or store down: keep the partition
-            return f"{point}: {exc}"
+        except HistfillError as exc:  # corrupt object or store down: keep its days
+            bad.update({d: f"{point}: {exc}" for d in present if d not in bad})
+            continue
         if found is None:
-            return f"{point}: {month} is not archived"
-        ts = found[0].column("ts")
-        cold = found[0].filter(
-            pc.and_(
-                pc.greater_equal(ts, pa.scalar(start, ts.type)),
-                pc.less(ts, pa.scalar(end, ts.type)),
-            )
-        )
-        hot = pa.table(
-            {
-                "ts": rows.column("ts").cast(pa.timestamp("us", tz="UTC")),
-                "value": rows.column("value").cast(pa.float64()),
-                "quality": rows.column("quality").cast(pa.int8()),
-            }
-        )
-        if not _same(cold, hot):
-            return (
-                f"{point}: the archive holds {cold.num_rows} rows of this day, "
-                f"QuestDB {hot.num_rows}"
-            )
-    return None
+            bad.update({d: f"{point}: {month} is not archived" for d in present if d not in bad})
+            continue
+        cold = _columns(found[0])
+        for day in days:
+            why = _day_mismatch(cold, hot, bounds[day])
+            if why is not None and day not in bad:
+                bad[day] = f"{point}: {why}"
+    return bad
+
+
+def _rows_in(ts: np.ndarray, bounds: tuple[int, int]) -> int:
+    lo, hi = np.searchsorted(ts, bounds)
+    return int(hi - lo)
+
+
+def _us(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1_000_000
 
 
 def prune(archiver: Archiver, retention: timedelta, now: datetime) -> PruneReport:
@@ -113,6 +118,7 @@ def prune(archiver: Archiver, retention: timedelta, now: datetime) -> PruneRepor
     tier = archiver.tier
     cutoff = now.astimezone(UTC) - retention
     report = PruneReport()
+    by_month: dict[Month, dict[datetime, tuple[str, int]]] = {}
     for name, max_ts, count in _partitions(tier):
         try:
             start = datetime.strptime(name, "%Y-%m-%d").replace(tzinfo=UTC)
@@ -121,16 +127,19 @@ def prune(archiver: Archiver, retention: timedelta, now: datetime) -> PruneRepor
             continue
         if start + timedelta(days=1) > cutoff or max_ts >= cutoff:
             continue  # inside the hot window
-        why = _why_not_archived(archiver, _day_rows(tier, start, start + timedelta(days=1)), start)
-        if why is None:
-            now_count = {n: c for n, _, c in _partitions(tier)}.get(name)
-            if now_count != count:
-                why = f"rows changed while checking ({count} -> {now_count}); next pass"
-        if why is not None:
-            report.kept[name] = why
-            log.info("hot_partition_kept", partition=name, reason=why)
-            continue
-        tier.sql.exec(f"ALTER TABLE {tier.table} DROP PARTITION LIST {literal(name)}")
-        report.dropped.append(name)
-        log.info("hot_partition_dropped", partition=name, rows=count)
+        by_month.setdefault(Month.of(start), {})[start] = (name, count)
+    for month, days in sorted(by_month.items()):
+        bad = _unarchived_days(archiver, month, sorted(days))
+        counts = {n: c for n, _, c in _partitions(tier)}
+        for day, (name, count) in sorted(days.items()):
+            why = bad.get(day)
+            if why is None and counts.get(name) != count:
+                why = f"rows changed while checking ({count} -> {counts.get(name)}); next pass"
+            if why is not None:
+                report.kept[name] = why
+                log.info("hot_partition_kept", partition=name, reason=why)
+                continue
+            tier.sql.exec(f"ALTER TABLE {tier.table} DROP PARTITION LIST {literal(name)}")
+            report.dropped.append(name)
+            log.info("hot_partition_dropped", partition=name, rows=count)
     return report

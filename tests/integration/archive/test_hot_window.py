@@ -74,6 +74,7 @@ def test_a_row_missing_from_the_object_or_a_corrupt_object_keeps_the_partition(
     assert report.dropped == ["2024-01-01"]
     assert "CDT158" in report.kept["2024-01-02"]
 
+    archive_month(archive, ["CDT158"])
     archive.store.put(key, good[:100])
     report = prune(archive.archiver, RETENTION, NOW)
     assert report.dropped == []
