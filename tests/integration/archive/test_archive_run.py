@@ -101,3 +101,21 @@ def test_verify_archive_passes_then_flags_a_short_object(archive: Archive, seed:
     assert any("QuestDB 1440" in p for p in checks[0].problems)
     ok, checks = verify_archive(archive.archiver, ["SINUSOID"], [JAN], low=0.0, high=10.0)
     assert any("values beyond 10.0" in p for p in checks[0].problems)
+
+
+def test_make_run_archive_step(
+    archive: Archive, seed: Seed, archive_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run`'s archive step: archives the month, verifies it, answers across both tiers."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from archive.demo import archive_demo  # noqa: PLC0415
+
+    seed(POINTS, JAN.start, JAN.end)
+    for name, value in archive_env.items():
+        monkeypatch.setenv(name, value)
+    console = Console(record=True, width=200)
+    assert archive_demo(console, POINTS, JAN)
+    text = console.export_text()
+    assert "3/3 point-months ok" in text
+    assert "answer 44,640 rows, time-ordered, each timestamp once" in text
