@@ -96,6 +96,8 @@ class Archiver:
                 return Outcome("skipped")
         table = self.tier.read(point, month.start, month.end)
         if existing is None and table.num_rows == 0:
+            if note is not None:  # never replace even a damaged object with nothing
+                note = note.replace("(rewritten)", "(QuestDB holds none of its rows: left as is)")
             return Outcome("empty", note=note)
         if existing is not None:
             table = merge(existing[0], table)

@@ -87,6 +87,17 @@ def check(
     return TimeseriesQuery(tuple(points), start, end, limit)
 
 
+COLD_BATCH = 8  # archive objects fetched at once per point
+
+
+def _within(table: pa.Table, start: datetime, end: datetime) -> pa.Table:
+    ts = table.column("ts")
+    keep = pc.and_(
+        pc.greater_equal(ts, pa.scalar(start, ts.type)), pc.less(ts, pa.scalar(end, ts.type))
+    )
+    return table.filter(keep)
+
+
 def window_months(start: datetime, end: datetime) -> list[Month]:
     """The months ``[start, end)`` touches."""
     last = Month.of(end - timedelta(microseconds=1))
@@ -117,18 +128,21 @@ class QueryService:
     def point(self, point: str, start: datetime, end: datetime, budget: int) -> pa.Table:
         """One point's rows in the window, merged across tiers, at most ``budget`` + 1 rows
         kept past the bound check (the caller turns more than ``budget`` into an error)."""
-        parts = list(self._pool.map(lambda m: self._cold(point, m), window_months(start, end)))
-        cold = pa.concat_tables(parts) if parts else empty()
-        if cold.num_rows:
-            ts = cold.column("ts")
-            keep = pc.and_(
-                pc.greater_equal(ts, pa.scalar(start, ts.type)),
-                pc.less(ts, pa.scalar(end, ts.type)),
-            )
-            cold = cold.filter(keep)
+        parts: list[pa.Table] = []
+        held = 0
+        todo = window_months(start, end)
+        # months in time order, a few at a time: once more rows than the budget are held, the
+        # later months cannot be in the answer, so they are not read (memory stays bounded)
+        while todo and held <= budget:
+            batch, todo = todo[:COLD_BATCH], todo[COLD_BATCH:]
+            for table in self._pool.map(lambda m: self._cold(point, m), batch):
+                if table.num_rows:
+                    within = _within(table, start, end)
+                    parts.append(within)
+                    held += within.num_rows
+        cold = pa.concat_tables(parts).combine_chunks() if parts else empty()
         hot = self.tier.read(point, start, end, limit=budget + 1)
-        merged = merge(cold.combine_chunks(), hot)
-        return merged
+        return merge(cold, hot)
 
     def known(self, point: str) -> bool:
         """QuestDB's symbol table knows the point (kept after its partitions are dropped), or
