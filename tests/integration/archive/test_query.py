@@ -166,3 +166,30 @@ def test_archive_run_through_the_api(client: TestClient, two_tiers: Archive) -> 
     assert (data["skipped"], data["errorCount"], data["donePointMonths"]) == (4, 0, 4)
     assert client.post(f"/api/archive/run/{run_id}/cancel").status_code == 200
     assert client.get("/api/archive/run/nope").status_code == 400
+
+
+def test_cancel_stops_a_run_after_the_point_months_in_hand(bare_client: TestClient) -> None:
+    """A long run cancelled over HTTP ends Cancelled with point-months left undone."""
+    points = [f"P{i:04d}" for i in range(300)]
+    started = bare_client.post(
+        "/api/archive/start",
+        json={
+            "pointIds": points,
+            "startMonth": "2022-01",
+            "endMonth": "2023-12",
+            "backfill": False,
+        },
+    )
+    assert started.status_code == 200, started.text
+    run_id = started.json()["data"]["runId"]
+    assert bare_client.post(f"/api/archive/run/{run_id}/cancel").status_code == 200
+
+    def cancelled() -> bool:
+        data = bare_client.get(f"/api/archive/run/{run_id}").json()["data"]
+        return bool(data["status"] == "Cancelled")
+
+    wait_for(cancelled, 60)
+    data = bare_client.get(f"/api/archive/run/{run_id}").json()["data"]
+    assert data["donePointMonths"] < data["totalPointMonths"] == 300 * 24
+    listed = bare_client.get("/api/archive/status").json()["data"]["runs"]
+    assert [r["runId"] for r in listed] == [run_id]
