@@ -4,9 +4,10 @@ For each point-month (only closed months: the month must have ended):
 
 1. the object at its key, if any, is read and checked (:func:`archive.fileformat.decode`); a
    truncated, foreign or damaged object is reported and rewritten;
-2. a valid object is skipped unless QuestDB holds more rows of that point-month than it does
-   (late data): then it is rewritten with both tiers' rows merged (QuestDB wins per timestamp),
-   so rows of days already dropped from QuestDB are kept;
+2. a valid object is skipped when merging QuestDB's rows of that point-month into it changes
+   nothing (same checksum); otherwise (late rows, corrected values, even on days already
+   dropped from QuestDB) it is rewritten with both tiers' rows merged, QuestDB winning per
+   timestamp, so rows of dropped days are kept;
 3. otherwise the rows are read from QuestDB (one point-month, so memory is bounded), written,
    read back, and the read-back must check and carry the same checksum and row count.
 
@@ -30,7 +31,7 @@ import pyarrow as pa
 import structlog
 
 from archive.errors import ArchiveError, BadArchiveRequest, CorruptObjectError
-from archive.fileformat import ObjectMeta, decode, encode
+from archive.fileformat import ObjectMeta, checksum, decode, encode
 from archive.keys import Month, object_key
 from archive.merge import merge
 from archive.progress import Progress
@@ -90,18 +91,19 @@ class Archiver:
         except CorruptObjectError as exc:
             note = f"{month}: {exc} (rewritten)"
             log.warning("archive_object_corrupt", key=key, error=str(exc))
-        if existing is not None:
-            hot_rows = self.tier.count(point, month.start, month.end)
-            if hot_rows <= existing[1].rows:
-                return Outcome("skipped")
         table = self.tier.read(point, month.start, month.end)
-        if existing is None and table.num_rows == 0:
+        if existing is not None:
+            # skip only when merging QuestDB's rows into the object changes nothing: every
+            # QuestDB row (late, corrected, or on a day already dropped) is in it as it is
+            merged = merge(existing[0], table)
+            if merged.num_rows == existing[1].rows and checksum(merged) == existing[1].sha256:
+                return Outcome("skipped")
+            note = f"{month}: {key} lacked or differed from QuestDB rows: merged and rewritten"
+            table = merged
+        elif table.num_rows == 0:
             if note is not None:  # never replace even a damaged object with nothing
                 note = note.replace("(rewritten)", "(QuestDB holds none of its rows: left as is)")
             return Outcome("empty", note=note)
-        if existing is not None:
-            table = merge(existing[0], table)
-            note = f"{month}: {key} held {existing[1].rows} rows, QuestDB {hot_rows}: merged"
         data, meta = encode(table, point, month)
         self.store.put(key, data)
         back = self.store.get(key)

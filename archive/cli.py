@@ -6,7 +6,6 @@ Thin shells over :mod:`archive.service`: the same code runs behind the HTTP API.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -109,7 +108,7 @@ def archive_command(
                 typer.echo(p.line())
 
         try:
-            execute(archive, run, progress, cancel, show, os.environ.get("API_TOKEN"))
+            execute(archive, run, progress, cancel, show)
         except HistfillError as exc:
             progress.error(str(exc))
             progress.finish("Failed")

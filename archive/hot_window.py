@@ -3,8 +3,8 @@ but only partitions whose every row is in a verified archive object.
 
 For each day partition that ends before ``now - HOT_RETENTION``, month by month and point by
 point (one point-month in memory at a time): the archive object of that point-month must
-exist, pass its own checks (footer, checksum) and hold exactly that point's rows of each of
-those days (same timestamps, values and quality). One point missing, one row different, one
+exist, pass its own checks (footer, checksum) and hold every one of that point's rows of each
+of those days (same timestamps, values and quality). One point missing, one row different, one
 object unreadable or the store down: the partition stays, and the report says why. The
 partition's row count is read again right before the drop; if it changed (a late write
 landed), it stays for the next pass.
@@ -64,18 +64,24 @@ def _columns(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _day_mismatch(
     cold: tuple[np.ndarray, ...], hot: tuple[np.ndarray, ...], day_us: tuple[int, int]
 ) -> str | None:
-    """Compare one day's rows: same timestamps, values (NaN equal to NaN) and quality."""
+    """None when every QuestDB row of the day is in the object with the same value and
+    quality (NaN equal to NaN). The object may hold more: rows of a day dropped before and
+    partly written again (late data) are in the object and not in QuestDB."""
     lo, hi = day_us
     a0, a1 = np.searchsorted(cold[0], [lo, hi])
     b0, b1 = np.searchsorted(hot[0], [lo, hi])
-    if a1 - a0 != b1 - b0:
-        return f"the archive holds {a1 - a0} rows of this day, QuestDB {b1 - b0}"
-    same = (
-        np.array_equal(cold[0][a0:a1], hot[0][b0:b1])
-        and np.array_equal(cold[1][a0:a1], hot[1][b0:b1], equal_nan=True)
-        and np.array_equal(cold[2][a0:a1], hot[2][b0:b1])
-    )
-    return None if same else "rows differ between the archive and QuestDB"
+    cold_ts, hot_ts = cold[0][a0:a1], hot[0][b0:b1]
+    at = np.searchsorted(cold_ts, hot_ts)
+    inside = at < len(cold_ts)
+    found = inside.copy()
+    found[inside] = cold_ts[at[inside]] == hot_ts[inside]
+    if not bool(found.all()):
+        return f"{int((~found).sum())} of QuestDB's {len(hot_ts)} rows of this day are not archived"
+    at = at + a0
+    values_same = np.array_equal(cold[1][at], hot[1][b0:b1], equal_nan=True)
+    if not values_same or not np.array_equal(cold[2][at], hot[2][b0:b1]):
+        return "rows differ between the archive and QuestDB"
+    return None
 
 
 def _unarchived_days(archiver: Archiver, month: Month, days: list[datetime]) -> dict[datetime, str]:

@@ -103,6 +103,24 @@ class QuestTier:
                 delay = min(delay * 2, 1.0)
         return response
 
+    def day_counts(self, point: str, start: datetime, end: datetime) -> dict[int, int]:
+        """Rows of one point per UTC day in ``[start, end)``: {days since 1970: rows}."""
+        query = (
+            f"SELECT ts, count() FROM {self.table} WHERE {self._where(point, start, end)} "  # noqa: S608
+            "SAMPLE BY 1d ALIGN TO CALENDAR"
+        )
+        try:
+            rows = self.sql.rows(query)
+        except SinkError as exc:
+            if "does not exist" in str(exc):
+                return {}
+            raise
+        out: dict[int, int] = {}
+        for ts, count in rows:
+            day = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() // 86_400
+            out[int(day)] = int(count)
+        return out
+
     def count(self, point: str, start: datetime, end: datetime) -> int:
         """Rows of one point in ``[start, end)`` (0 when the table does not exist)."""
         query = f"SELECT count() FROM {self.table} WHERE {self._where(point, start, end)}"  # noqa: S608

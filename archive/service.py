@@ -144,7 +144,6 @@ def execute(
     progress: Progress,
     cancel: threading.Event | None = None,
     on_step: Callable[[Progress], None] | None = None,
-    producer_token: str | None = None,
 ) -> Progress:
     """Backfill what QuestDB lacks (if asked), archive every point-month, prune the hot window
     (if HOT_RETENTION is set). Errors end up in ``progress``; the run goes on past them."""
@@ -152,7 +151,10 @@ def execute(
     if run.backfill and run.connector:
         missing = missing_point_months(archive, run)
         if missing:
-            producer = ProducerClient(archive.settings.producer_url, producer_token)
+            token = archive.settings.producer_api_token
+            producer = ProducerClient(
+                archive.settings.producer_url, token.get_secret_value() if token else None
+            )
             try:
                 progress.status = "Backfilling"
                 for error in backfill_missing(producer, archive.tier, run.connector, missing):

@@ -429,6 +429,9 @@ class ArchiveSettings(CommonSettings):
         "http://127.0.0.1:5052",
         description="The producer's API, which the archive asks to backfill what QuestDB lacks.",
     )
+    producer_api_token: SecretStr | None = Field(
+        None, description="Bearer token for the producer's API (its API_TOKEN), if it has one."
+    )
     hot_retention: str | None = Field(
         None,
         description="Keep this much recent data in QuestDB (`30d`, `12h`); older day "

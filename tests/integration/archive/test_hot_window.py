@@ -80,3 +80,39 @@ def test_a_row_missing_from_the_object_or_a_corrupt_object_keeps_the_partition(
     assert report.dropped == []
     assert key in report.kept["2024-01-02"]
     wait_for(lambda: partitions(qdb, table) == {"2024-01-02"}, 60)
+
+
+def test_a_late_row_on_a_dropped_day_is_merged_into_the_object(
+    archive: Archive, seed: Seed, qdb: QuestDBSQL
+) -> None:
+    """After days were dropped, a late row lands on one of them: the next run rewrites the
+    object with it (keeping the dropped days' rows), and the next prune can drop the day."""
+    from questdb import Sender, TimestampMicros  # noqa: PLC0415
+
+    table = archive.settings.qdb_table
+    seed(["SINUSOID"], JAN.start, JAN.end)
+    archive_month(archive, ["SINUSOID"])
+    assert len(prune(archive.archiver, RETENTION, NOW).dropped) == 20
+    wait_for(lambda: len(partitions(qdb, table)) == 11, 60)
+    late = datetime(2024, 1, 5, 0, 0, 30, tzinfo=UTC)
+    with Sender.from_conf("http::addr=127.0.0.1:9000;") as sender:
+        sender.row(
+            table,
+            symbols={"source_address": "SINUSOID", "connector": "Simulator"},
+            columns={"value": 123.0, "quality": 0},
+            at=TimestampMicros(int(late.timestamp() * 1_000_000)),
+        )
+    wait_for(lambda: archive.tier.count("SINUSOID", JAN.start, JAN.end) == 11 * 1440 + 1, 60)
+    chosen = plan(["SINUSOID"], "2024-01", "2024-01", None, backfill=False)
+    rerun = execute(archive, chosen, Progress(1))
+    assert rerun.rewritten == 1
+    found = archive.archiver.load("SINUSOID", JAN)
+    assert found is not None
+    assert found[1].rows == 31 * 1440 + 1
+    stamps, vals = found[0].column("ts").to_pylist(), found[0].column("value").to_pylist()
+    values = dict(zip(stamps, vals, strict=True))
+    assert values[late] == 123.0
+    report = prune(archive.archiver, RETENTION, NOW)
+    assert report.dropped == ["2024-01-05"], report.kept
+    again = execute(archive, chosen, Progress(1))
+    assert again.skipped == 1
