@@ -4,9 +4,9 @@ For each point-month: the object must exist when QuestDB has rows of it, and pas
 checks (footer, checksum); per day, the object must hold at least QuestDB's rows (days QuestDB
 no longer holds, dropped by the hot window, are not compared; a day holding fewer in QuestDB
 than in the object, dropped and partly written again, is listed without failing); gaps (spans
-without a row longer than ``gap_factor`` x the median spacing) are listed; values outside ``[low, high]``
-are counted. Count mismatches, missing or corrupt objects and out-of-range values fail the
-check; gaps fail it only with ``fail_on_gaps`` (the source may have them too).
+without a row longer than ``gap_factor`` x the median spacing) are listed; values outside
+``[low, high]`` are counted. Count mismatches, missing or corrupt objects and out-of-range
+values fail the check; gaps fail it only with ``fail_on_gaps`` (the source may have them too).
 """
 
 from __future__ import annotations
