@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from archive.cli import archive_command, query_command, verify_archive_command
 from histfill import stack as stack_mod
 from producer.cli import app as backfill_app
 from producer.cli import run_service
@@ -21,6 +22,7 @@ from shared.bootstrap import ensure_infrastructure
 from shared.errors import HistfillError
 from shared.logging import configure_logging
 from shared.settings import (
+    ArchiveSettings,
     CommonSettings,
     ConsumerSettings,
     ProducerSettings,
@@ -44,7 +46,35 @@ simulate_app = typer.Typer(
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(backfill_app, name="backfill")
 app.command("producer")(run_service)
-app.command("verify")(verify_command)
+app.command("archive")(archive_command)
+app.command("query")(query_command)
+
+
+@app.command(
+    "verify",
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    },
+    add_help_option=False,
+)
+def verify(
+    ctx: typer.Context,
+    archive: bool = typer.Option(
+        False, "--archive", help="Check the Parquet archive instead (histfill verify --archive)."
+    ),
+) -> None:
+    """Compare QuestDB with the source (or, with --archive, the archive with QuestDB); exit 1
+    on mismatch. `histfill verify --help` / `histfill verify --archive --help` for options."""
+    inner = archive_verify_app if archive else source_verify_app
+    inner(args=ctx.args, prog_name=f"histfill verify{' --archive' if archive else ''}")
+
+
+source_verify_app = typer.Typer(add_completion=False)
+source_verify_app.command()(verify_command)
+archive_verify_app = typer.Typer(add_completion=False)
+archive_verify_app.command()(verify_archive_command)
 
 console = Console()
 
@@ -70,7 +100,8 @@ def stack_up(
         "with ops/prometheus's rules.",
     ),
 ) -> None:
-    """Fetch the pinned jars if needed and start Kafka (9092), QuestDB (9000/8812), Redis (6379)."""
+    """Fetch the pinned jars if needed and start Kafka (9092), QuestDB (9000/8812), Redis
+    (6379) and S3Proxy (9100)."""
     try:
         outcome = stack_mod.up(timeout=timeout, prometheus=prometheus)
     except HistfillError as exc:
@@ -129,7 +160,7 @@ def init() -> None:
 @app.command("env")
 def env() -> None:
     """Print the Markdown table of every environment variable the services read."""
-    typer.echo(env_table(CommonSettings, ConsumerSettings, ProducerSettings))
+    typer.echo(env_table(CommonSettings, ConsumerSettings, ProducerSettings, ArchiveSettings))
 
 
 @app.command("run")
