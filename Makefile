@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit lint typecheck compose-check stack-up stack-down stack-status bench clean
+.PHONY: install run test test-unit lint typecheck compose-check ops-tools stack-up stack-down stack-status bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ stack-status: $(STAMP)
 run: stack-up
 	$(BIN)/histfill run
 
-test: stack-up compose-check
+test: stack-up compose-check ops-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -43,6 +43,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# promtool checks and unit-tests ops/prometheus's rules (tests/unit/ops); Debian's package
+ops-tools: $(STAMP)
+	$(BIN)/histfill stack tools
 
 compose-check:
 	bash stack/compose-check.sh

@@ -79,7 +79,7 @@ FINAL = {"Completed", "CompletedWithErrors", "Failed", "Cancelled"}
 _INGESTED = re.compile(r"^histfill_values_ingested_total\{[^}]*\}\s+(\S+)$", re.MULTILINE)
 _DEAD = re.compile(r"^histfill_dlq_messages_total\{[^}]*\}\s+(\S+)$", re.MULTILINE)
 _LAG = re.compile(
-    r'^histfill_consumer_lag\{partition="(\d+)",topic="([^"]+)"\}\s+(\S+)$', re.MULTILINE
+    r'^histfill_consumer_lag_messages\{partition="(\d+)",topic="([^"]+)"\}\s+(\S+)$', re.MULTILINE
 )
 _FLUSH_SUM = re.compile(r"^histfill_flush_seconds_sum\s+(\S+)$", re.MULTILINE)
 _FLUSH_COUNT = re.compile(r"^histfill_flush_seconds_count\s+(\S+)$", re.MULTILINE)

@@ -42,7 +42,8 @@ from confluent_kafka import (
 from consumer.decode import LazyBatches, Poison, decode_message
 from consumer.dlq import DeadLetterPublisher
 from consumer.latest_cache import Latest, LatestValueCache, newest_in
-from consumer.metrics import ConsumerMetrics, Heartbeat
+from consumer.membership import leave_group
+from consumer.metrics import ConsumerMetrics, Heartbeat, SinkHealth
 from consumer.questdb_sink import QuestDBSink
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
@@ -53,6 +54,8 @@ from shared.settings import ConsumerSettings
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+TimeLag = Callable[[], tuple[dict[tuple[str, int], float | None], dict[str, float | None]]]
+"""The group's lag in seconds per (topic, partition), and its drain ETA per topic."""
 
 
 @dataclass
@@ -151,6 +154,8 @@ class IngestLoop:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         group_lag: Callable[[], dict[int, int]] | None = None,
+        partition_lag: Callable[[], dict[tuple[str, int], int]] | None = None,
+        time_lag: TimeLag | None = None,
     ) -> None:
         self._consumer = consumer
         self._codec = codec
@@ -163,6 +168,10 @@ class IngestLoop:
         self._rng = rng or random.Random()  # noqa: S311  # jitter, not security
         # the real-time partitions' lag across the group (see GroupLagWatcher), if watched
         self._group_lag = group_lag
+        # every partition's lag by the group's commits, for histfill_consumer_lag_messages
+        self._partition_lag = partition_lag
+        # the group's lag in seconds per partition and drain ETA per topic (GroupLagWatcher)
+        self._time_lag = time_lag
         self._pending = _Pending()
         self._stop = threading.Event()
         self._flushing = False
@@ -171,17 +180,25 @@ class IngestLoop:
         self._backfill_lag_paused = False
         self._backfill_cap = ValueRateLimit(settings.backfill_max_values_per_second, clock=clock)
         self._last_steer = 0.0
+        self._last_export = -1.0
         self._generation = 0  # bumped by every revoke or loss of partitions
         # one background writer: at most one flush in flight while the next one fills
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
         self._inflight: tuple[_Pending, float, Future[_Outcome]] | None = None
         self.heartbeat = Heartbeat(clock=clock)
+        self.sinks = SinkHealth(clock=clock)  # which sink is stuck, for /ready and /health
         self.ready = False
+
+    @property
+    def partitions_held(self) -> int:
+        """Partitions assigned now (0 during an eager rebalance), for /health and /ready."""
+        return len(self._assigned)
 
     # ------------------------------------------------------------------ rebalance callbacks
 
     def on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        self._metrics.assigned.set(len(self._assigned))
         self.ready = True
         log.info("partitions_assigned", partitions=_names(partitions))
 
@@ -199,6 +216,8 @@ class IngestLoop:
         self._pending.keep_only(lambda m: (m.topic(), m.partition()) not in revoked)
         self._assigned -= revoked
         self._paused -= revoked
+        self._metrics.drop_lag(revoked)
+        self._metrics.assigned.set(len(self._assigned))
 
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions_lost", partitions=_names(partitions))
@@ -211,6 +230,8 @@ class IngestLoop:
         self._pending.keep_only(lambda m: (m.topic(), m.partition()) not in lost)
         self._assigned -= lost
         self._paused -= lost
+        self._metrics.drop_lag(lost)
+        self._metrics.assigned.set(len(self._assigned))
 
     # ------------------------------------------------------------------ the loop
 
@@ -357,6 +378,9 @@ class IngestLoop:
             if i not in outcome.refused:
                 self._metrics.batches.labels(message.topic()).inc()
                 self._metrics.values.labels(message.topic()).inc(length)
+                newest = pending.newest[i]
+                if newest is not None and message.topic() == self._settings.topic_realtime:
+                    self._metrics.wrote_realtime(newest.ts_us)
         self._metrics.flush_seconds.observe(self._clock() - started)
         self._metrics.last_flush.set(time.time())
         log.debug(
@@ -408,10 +432,11 @@ class IngestLoop:
         try:
             while True:
                 try:
-                    return action()
+                    result = action()
                 except errors as exc:
                     if not getattr(exc, "retriable", True):
                         raise
+                    self.sinks.failed(sink)
                     self._metrics.sink_errors.labels(sink).inc()
                     log.warning(
                         "sink_unavailable",
@@ -429,6 +454,9 @@ class IngestLoop:
                     delay = min(delay * 2, self._settings.sink_retry_max_backoff_s) * (
                         0.8 + 0.4 * self._rng.random()
                     )
+                else:
+                    self.sinks.succeeded(sink)
+                    return result
         finally:
             if paused_here:
                 still_ours = [
@@ -445,12 +473,24 @@ class IngestLoop:
             if self._stop.is_set():
                 raise _Stopped
             self.heartbeat.beat()
+            self._export_group_lag()
             message = self._consumer.poll(min(0.2, max(deadline - self._clock(), 0.0)))
             if message is not None and message.error() is None:
                 # Fetched before the pause took effect: rewind so it is read again later.
                 topic, partition, offset = message.topic(), message.partition(), message.offset()
                 if topic is not None and partition is not None and offset is not None:
                     self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _export_group_lag(self) -> None:
+        """The group's lag figures on /metrics, about once a second: from ``_steer``, and from
+        ``_idle`` while a sink is down, when the lag grows and matters most."""
+        now = self._clock()
+        if self._partition_lag is None or not self._assigned or now - self._last_export < 1.0:
+            return  # not joined yet: see GroupLagWatcher.all_lags
+        self._last_export = now
+        seconds, etas = self._time_lag() if self._time_lag is not None else ({}, {})
+        self._metrics.show_lag(self._assigned, self._partition_lag(), seconds)
+        self._metrics.show_group(self._settings.topic_realtime, seconds, etas)
 
     # ------------------------------------------------------------------ real-time first
 
@@ -469,7 +509,6 @@ class IngestLoop:
                     continue
                 _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
                 lag = max(high - tp.offset, 0) if high >= 0 else 0
-                self._metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
                 if tp.topic == s.topic_realtime:
                     realtime_lag += lag
         if self._group_lag is not None and assigned:  # joined: see GroupLagWatcher.lags
@@ -480,6 +519,7 @@ class IngestLoop:
                 if (s.topic_realtime, partition) not in self._assigned
             )
         self._metrics.realtime_lag.set(realtime_lag)
+        self._export_group_lag()
         threshold = s.realtime_lag_pause_threshold
         if threshold:
             if realtime_lag > threshold:
@@ -523,6 +563,8 @@ class IngestLoop:
             timer.cancel()
             self._stop.set()
             self._writer.shutdown(wait=True)
+            if self._settings.consumer_leave_group_on_stop:
+                leave_group(self._consumer, holds_partitions=lambda: bool(self._assigned))
             self._consumer.close()
             log.info("consumer_closed")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 from contextlib import ExitStack
@@ -16,12 +17,14 @@ from consumer.dlq import DeadLetterPublisher
 from consumer.lag import GroupLagWatcher
 from consumer.latest_cache import LatestValueCache
 from consumer.loop import IngestLoop
-from consumer.metrics import ConsumerMetrics, HealthServer
+from consumer.membership import claim_instance_id
+from consumer.metrics import ConsumerMetrics, HealthServer, HealthState
 from consumer.questdb_sink import QuestDBSink
+from consumer.timelag import TimestampReader
 from shared.bootstrap import ensure_infrastructure
 from shared.codec import BatchCodec
 from shared.errors import ConfigError, HistfillError
-from shared.kafka import base_config, consumer_config, producer_config
+from shared.kafka import base_config, consumer_config, producer_config, static_membership
 from shared.logging import configure_logging
 from shared.malloc import tune_malloc
 from shared.settings import ConsumerSettings, load_settings
@@ -46,16 +49,26 @@ def run(settings: ConsumerSettings) -> None:
         stack.callback(sink.close)
         dlq_producer = Producer(producer_config(settings, **{"linger.ms": 5}))
         stack.callback(dlq_producer.flush, 10)
-        consumer = Consumer(consumer_config(settings, settings.consumer_group_id))
+        instance_id = stack.enter_context(
+            claim_instance_id(settings.consumer_group_id, settings.consumer_instance_id)
+        )
+        consumer = Consumer(
+            consumer_config(
+                settings,
+                settings.consumer_group_id,
+                **static_membership(instance_id, settings.consumer_session_timeout_ms),
+            )
+        )
+        watcher = GroupLagWatcher(
+            AdminClient(base_config(settings)),
+            settings.consumer_group_id,
+            [settings.topic_realtime, settings.topic_backfill],
+            timestamps=TimestampReader(base_config(settings)),
+        )
+        stack.callback(watcher.stop)
         group_lag = None
         if settings.realtime_lag_pause_threshold:
-            watcher = GroupLagWatcher(
-                AdminClient(base_config(settings)),
-                settings.consumer_group_id,
-                settings.topic_realtime,
-            )
-            stack.callback(watcher.stop)
-            group_lag = watcher.lags
+            group_lag = functools.partial(watcher.lags, settings.topic_realtime)
         loop = IngestLoop(
             consumer,
             codec,
@@ -65,10 +78,20 @@ def run(settings: ConsumerSettings) -> None:
             settings,
             metrics,
             group_lag=group_lag,
+            partition_lag=watcher.all_lags,
+            time_lag=lambda: (watcher.all_seconds(), watcher.drain_etas()),
         )
         if settings.metrics_port:
+            state = HealthState(
+                loop.heartbeat,
+                loop.sinks,
+                joined=lambda: loop.ready,
+                max_stuck_s=settings.ready_max_sink_stuck_seconds,
+                held=lambda: loop.partitions_held,
+            )
+            metrics.ready.set_function(lambda: float(state.ready()[0]))
             health = HealthServer(
-                metrics, settings.metrics_port, live=loop.heartbeat.alive, ready=lambda: loop.ready
+                metrics, settings.metrics_port, live=state.live, ready=state.ready
             )
             health.start()
             stack.callback(health.stop)
@@ -88,6 +111,8 @@ def run(settings: ConsumerSettings) -> None:
         log.info(
             "consumer_started",
             group=settings.consumer_group_id,
+            instance_id=instance_id,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
             topics=[settings.topic_realtime, settings.topic_backfill],
             table=settings.qdb_table,
         )

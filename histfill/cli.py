@@ -6,10 +6,14 @@ CLI, the services and the tests.
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from archive.cli import archive_command, query_command, verify_archive_command
 from histfill import stack as stack_mod
 from producer.api.cli import app as backfill_app
 from producer.api.cli import run_service
@@ -17,6 +21,7 @@ from shared.bootstrap import ensure_infrastructure
 from shared.errors import HistfillError
 from shared.logging import configure_logging
 from shared.settings import (
+    ArchiveSettings,
     CommonSettings,
     ConsumerSettings,
     ProducerSettings,
@@ -24,6 +29,9 @@ from shared.settings import (
     load_settings,
 )
 from verify.verifier import verify_command
+
+if TYPE_CHECKING:
+    from histfill.lagview import LagProbe
 
 app = typer.Typer(
     help="Move historian data (PI, ACE IoT) into QuestDB through Kafka.", no_args_is_help=True
@@ -38,7 +46,35 @@ simulate_app = typer.Typer(
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(backfill_app, name="backfill")
 app.command("producer")(run_service)
-app.command("verify")(verify_command)
+app.command("archive")(archive_command)
+app.command("query")(query_command)
+
+
+@app.command(
+    "verify",
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    },
+    add_help_option=False,
+)
+def verify(
+    ctx: typer.Context,
+    archive: bool = typer.Option(
+        False, "--archive", help="Check the Parquet archive instead (histfill verify --archive)."
+    ),
+) -> None:
+    """Compare QuestDB with the source (or, with --archive, the archive with QuestDB); exit 1
+    on mismatch. `histfill verify --help` / `histfill verify --archive --help` for options."""
+    inner = archive_verify_app if archive else source_verify_app
+    inner(args=ctx.args, prog_name=f"histfill verify{' --archive' if archive else ''}")
+
+
+source_verify_app = typer.Typer(add_completion=False)
+source_verify_app.command()(verify_command)
+archive_verify_app = typer.Typer(add_completion=False)
+archive_verify_app.command()(verify_archive_command)
 
 console = Console()
 
@@ -54,14 +90,36 @@ def _fail(exc: HistfillError) -> typer.Exit:
 
 
 @stack_app.command("up")
-def stack_up(timeout: float = typer.Option(180, help="Seconds to wait for each service.")) -> None:
-    """Fetch the pinned jars if needed and start Kafka (9092), QuestDB (9000/8812), Redis (6379)."""
+def stack_up(
+    timeout: float = typer.Option(180, help="Seconds to wait for each service."),
+    prometheus: bool = typer.Option(
+        False,
+        "--prometheus",
+        envvar="HISTFILL_STACK_PROMETHEUS",
+        help="Also Prometheus on 9090 (Debian's package), scraping the consumer and producer "
+        "with ops/prometheus's rules.",
+    ),
+) -> None:
+    """Fetch the pinned jars if needed and start Kafka (9092), QuestDB (9000/8812), Redis
+    (6379) and S3Proxy (9100)."""
     try:
-        outcome = stack_mod.up(timeout=timeout)
+        outcome = stack_mod.up(timeout=timeout, prometheus=prometheus)
     except HistfillError as exc:
         raise _fail(exc) from exc
     for name, what in outcome.items():
         console.print(f"{name:8} {what}")
+
+
+@stack_app.command("tools")
+def stack_tools() -> None:
+    """Install what `make test` checks with beyond Python: Debian's prometheus (promtool)."""
+    from histfill.prometheus import ensure_prometheus  # noqa: PLC0415
+
+    try:
+        prometheus, promtool = ensure_prometheus()
+    except HistfillError as exc:
+        raise _fail(exc) from exc
+    console.print(f"prometheus {prometheus}\npromtool   {promtool}")
 
 
 @stack_app.command("down")
@@ -102,7 +160,7 @@ def init() -> None:
 @app.command("env")
 def env() -> None:
     """Print the Markdown table of every environment variable the services read."""
-    typer.echo(env_table(CommonSettings, ConsumerSettings, ProducerSettings))
+    typer.echo(env_table(CommonSettings, ConsumerSettings, ProducerSettings, ArchiveSettings))
 
 
 @app.command("run")
@@ -140,33 +198,75 @@ def consumer() -> None:
 def lag(
     group: str = typer.Option(None, help="Consumer group (default: CONSUMER_GROUP_ID)."),
     all_topics: bool = typer.Option(False, "--all-topics", help="Every topic the group committed."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document, for scripts."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh in place like `top` (Ctrl-C)."),
+    interval: float = typer.Option(2.0, help="Seconds between --watch refreshes."),
+    rate_window: float = typer.Option(
+        3.0, help="Without --watch: seconds between the two reads the ETA's rate needs (0: none)."
+    ),
 ) -> None:
-    """Committed offset, end offset and lag per topic and partition, with totals per topic."""
+    """Lag per topic and partition in messages and in seconds, consumption rate and drain ETA.
+
+    Messages: end - committed (a partition the group never committed: end - start). Seconds:
+    how long the oldest unread message has waited (now - its CreateTime). ETA: lag / the rate
+    the group's committed offsets advanced.
+    """
+    import json  # noqa: PLC0415
+
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
-    from consumer.lag import group_lag, totals  # noqa: PLC0415
+    from consumer.timelag import TimestampReader  # noqa: PLC0415
+    from histfill.lagview import LagProbe, render  # noqa: PLC0415
     from shared.kafka import base_config  # noqa: PLC0415
 
     try:
         settings = load_settings(ConsumerSettings)
         group_id = group or settings.consumer_group_id
         topics = None if all_topics else [settings.topic_realtime, settings.topic_backfill]
-        rows = group_lag(AdminClient(base_config(settings)), group_id, topics)
+        probe = LagProbe(
+            AdminClient(base_config(settings)),
+            TimestampReader(base_config(settings)),
+            group_id,
+            topics,
+        )
     except HistfillError as exc:
         raise _fail(exc) from exc
-    table = Table("group", "topic", "partition", "committed", "end", "lag", title="consumer lag")
-    for row in rows:
-        table.add_row(
-            row.group,
-            row.topic,
-            str(row.partition),
-            "-" if row.committed is None else str(row.committed),
-            str(row.end),
-            "-" if row.lag is None else str(row.lag),
-        )
-    console.print(table)
-    for topic, total in totals(rows).items():
-        console.print(f"total lag {topic}: {total}")
+    try:
+        if watch:
+            _watch(probe, interval)
+            return
+        snapshot = probe.read()
+        if rate_window > 0:
+            time.sleep(rate_window)
+            snapshot = probe.read()
+    except HistfillError as exc:
+        raise _fail(exc) from exc
+    finally:
+        probe.close()
+    if as_json:
+        typer.echo(json.dumps(snapshot.to_json(), indent=2))
+    else:
+        console.print(render(snapshot))
+
+
+def _watch(probe: LagProbe, interval: float) -> None:
+    """Redraw the lag table every ``interval`` s until Ctrl-C; a failed read is shown, not
+    fatal (Kafka restarting, a rebalance)."""
+    from rich.live import Live  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
+    from histfill.lagview import render  # noqa: PLC0415
+
+    with Live(Text("reading the group's offsets..."), console=console, screen=False) as live:
+        try:
+            while True:
+                try:
+                    live.update(render(probe.read()))
+                except HistfillError as exc:
+                    live.update(Text(f"cannot read lag now (retrying): {exc}", style="red"))
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return
 
 
 @simulate_app.command("pi")

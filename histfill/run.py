@@ -179,7 +179,8 @@ def verify_request(request_id: str, console: Console) -> bool:
     console.print(f"$ histfill verify --request-id {request_id}")
     result = subprocess.run(
         [sys.executable, "-m", "histfill", "verify", "--request-id", request_id],
-        env={**os.environ, **service_env()},
+        # its summary is what the person reads; its start/done log lines only when asked for
+        env={"LOG_LEVEL": "WARNING", **os.environ, **service_env()},
         check=False,
     )
     return result.returncode == 0
@@ -231,6 +232,10 @@ def main_job(
             f"[yellow]note:[/] {seed - seed_want:+,} rows of these points lie outside this run's "
             "window (earlier backfills or live data); this run's own window was checked above"
         )
+    from archive.demo import archive_demo  # noqa: PLC0415  # the archive step (issue 12)
+    from archive.keys import Month  # noqa: PLC0415
+
+    ok &= archive_demo(console, list(JOBS[1].points), Month.of(JOBS[1].start))
     console.rule()
     console.print(
         "[bold green]main job done[/]" if ok else "[bold red]main job finished with problems[/]"

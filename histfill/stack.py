@@ -1,8 +1,8 @@
-"""The local stack without Docker: a KRaft Kafka broker, QuestDB and Redis as plain processes.
+"""The local stack without Docker: a KRaft Kafka broker, QuestDB, Redis and S3Proxy as processes.
 
 ``histfill stack up`` fetches the pinned Kafka and QuestDB jars from Maven Central with Maven
 (``stack/pom.xml`` pins the versions), installs Debian's ``redis-server`` when it is missing, and
-starts all three on loopback with their data and logs under the git-ignored ``.stack/`` folder.
+starts them on loopback with their data and logs under the git-ignored ``.stack/`` folder.
 Up is idempotent (a service that already answers is left alone), readiness is polled against each
 service's own protocol (never a fixed sleep), and ``down`` stops the process groups it started,
 escalating to SIGKILL only when SIGTERM is not honoured in time.
@@ -11,7 +11,9 @@ escalating to SIGKILL only when SIGTERM is not honoured in time.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +44,13 @@ QUESTDB_PG_PORT = 8812
 QUESTDB_ILP_TCP_PORT = 9009
 QUESTDB_MIN_HTTP_PORT = 9003
 REDIS_PORT = 6379
+S3PROXY_PORT = 9100
+# S3Proxy's fixed local credentials: the archive's defaults (ARCHIVE_S3_ACCESS_KEY/SECRET_KEY)
+S3PROXY_IDENTITY = "local-identity"
+S3PROXY_CREDENTIAL = "local-credential"
 
 KAFKA_HEAP = "512m"
+S3PROXY_HEAP = "256m"
 QUESTDB_HEAP = "1g"
 
 _KAFKA_PROPERTIES = f"""\
@@ -105,6 +112,30 @@ telemetry.enabled=false
 """
 
 
+# S3Proxy: an S3-compatible server (AWS signatures v2/v4) over a folder under .stack/data.
+_S3PROXY_CONF = f"""\
+# Written by `histfill stack up`: S3Proxy on loopback over the filesystem.
+s3proxy.endpoint=http://127.0.0.1:{S3PROXY_PORT}
+s3proxy.authorization=aws-v2-or-v4
+s3proxy.identity={S3PROXY_IDENTITY}
+s3proxy.credential={S3PROXY_CREDENTIAL}
+jclouds.provider=filesystem-nio2
+jclouds.identity={S3PROXY_IDENTITY}
+jclouds.credential={S3PROXY_CREDENTIAL}
+jclouds.filesystem.basedir={{data_dir}}
+"""
+
+# Without a configuration logback logs everything at DEBUG (every selector wake-up).
+_S3PROXY_LOGBACK = """\
+<configuration>
+  <appender name="out" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%d{HH:mm:ss.SSS} %-5level %logger{36} - %msg%n</pattern></encoder>
+  </appender>
+  <root level="WARN"><appender-ref ref="out"/></root>
+</configuration>
+"""
+
+
 # QuestDB logs every query at INFO: a test run's polling made a 160 MB log. Keep what matters.
 _QUESTDB_LOG_CONF = """\
 writers=stdout
@@ -154,6 +185,7 @@ class Service:
     ready: Callable[[], bool]
     prepare: Callable[[StackPaths], None] = lambda _paths: None
     env: Mapping[str, str] = field(default_factory=dict)  # added to this process's environment
+    profile: str | None = None  # the stack/pom.xml profile holding its jars
 
 
 # ---------------------------------------------------------------------------- prerequisites
@@ -197,12 +229,22 @@ def _java_major(version_output: str) -> int | None:
     return None
 
 
-def fetch_jars(paths: StackPaths) -> None:
+def _profile_stamp(pom: Path, profile: str) -> str:
+    """What a profile's jars depend on: the POM's properties and that profile's block. Other
+    profiles' edits do not invalidate it, so adding one never refetches jars in use."""
+    text = pom.read_text()
+    props = re.search(r"<properties>.*?</properties>", text, re.DOTALL)
+    block = re.search(rf"<id>{re.escape(profile)}</id>.*?</profile>", text, re.DOTALL)
+    material = (props[0] if props else "") + (block[0] if block else "")
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def fetch_jars(paths: StackPaths, profiles: Iterable[str] = ("kafka", "questdb")) -> None:
     """Copy the pinned jars out of Maven Central into .stack/lib/<profile> (once)."""
-    for profile in ("kafka", "questdb"):
+    for profile in profiles:
         target = paths.lib / profile
         marker = target / ".complete"
-        pom_stamp = str(paths.pom.stat().st_mtime_ns)
+        pom_stamp = _profile_stamp(paths.pom, profile)
         if marker.exists() and marker.read_text() == pom_stamp:
             continue
         log.info("stack_fetching_jars", profile=profile, target=str(target))
@@ -298,6 +340,15 @@ def redis_ready() -> bool:
         return False
     finally:
         client.close()
+
+
+def s3proxy_ready() -> bool:
+    """S3Proxy answers HTTP (an anonymous request gets an S3 error document: it is up)."""
+    try:
+        response = httpx.get(f"http://127.0.0.1:{S3PROXY_PORT}/", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return response.status_code < 500
 
 
 # ---------------------------------------------------------------------------- services
@@ -403,10 +454,46 @@ def _redis_command(paths: StackPaths) -> list[str]:
     ]
 
 
+def _prepare_s3proxy(paths: StackPaths) -> None:
+    data_dir = paths.data / "s3proxy"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (paths.conf / "s3proxy.properties").write_text(_S3PROXY_CONF.format(data_dir=data_dir))
+    (paths.conf / "s3proxy-logback.xml").write_text(_S3PROXY_LOGBACK)
+
+
+def _s3proxy_command(paths: StackPaths) -> list[str]:
+    return [
+        "java",
+        f"-Xmx{S3PROXY_HEAP}",
+        "-Djava.awt.headless=true",
+        f"-Dlogback.configurationFile={paths.conf / 's3proxy-logback.xml'}",
+        "-cp",
+        _classpath(paths.lib / "s3proxy"),
+        "org.gaul.s3proxy.Main",
+        "--properties",
+        str(paths.conf / "s3proxy.properties"),
+    ]
+
+
 SERVICES: tuple[Service, ...] = (
     Service("redis", REDIS_PORT, _redis_command, redis_ready),
-    Service("questdb", QUESTDB_HTTP_PORT, _questdb_command, questdb_ready, _prepare_questdb),
-    Service("kafka", KAFKA_PORT, _kafka_command, kafka_ready, _prepare_kafka),
+    Service(
+        "questdb",
+        QUESTDB_HTTP_PORT,
+        _questdb_command,
+        questdb_ready,
+        _prepare_questdb,
+        profile="questdb",
+    ),
+    Service("kafka", KAFKA_PORT, _kafka_command, kafka_ready, _prepare_kafka, profile="kafka"),
+    Service(
+        "s3proxy",
+        S3PROXY_PORT,
+        _s3proxy_command,
+        s3proxy_ready,
+        _prepare_s3proxy,
+        profile="s3proxy",
+    ),
 )
 
 
@@ -570,20 +657,29 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def up(paths: StackPaths | None = None, timeout: float = 120) -> dict[str, str]:
-    """Bring the whole stack up (idempotent); returns each service's outcome."""
+def up(
+    paths: StackPaths | None = None, timeout: float = 120, *, prometheus: bool = False
+) -> dict[str, str]:
+    """Bring the whole stack up (idempotent); returns each service's outcome. ``prometheus``:
+    also the optional Prometheus (:mod:`histfill.prometheus`)."""
     paths = paths or StackPaths()
     for directory in (paths.lib, paths.data, paths.logs, paths.run, paths.conf):
         directory.mkdir(parents=True, exist_ok=True)
-    if not all(service.ready() for service in SERVICES):
+    missing = [s.profile for s in SERVICES if s.profile and not s.ready()]
+    if missing:
         check_java()
-        fetch_jars(paths)
-    return {service.name: start_service(service, paths, timeout) for service in SERVICES}
+        fetch_jars(paths, missing)
+    outcome = {service.name: start_service(service, paths, timeout) for service in SERVICES}
+    if prometheus:
+        from histfill.prometheus import PROMETHEUS  # noqa: PLC0415  # imports this module
+
+        outcome[PROMETHEUS.name] = start_service(PROMETHEUS, paths, timeout)
+    return outcome
 
 
 def down(paths: StackPaths | None = None) -> dict[str, bool]:
-    """Stop every process the stack started: `histfill run`'s services first, then Kafka,
-    QuestDB and Redis (Kafka first, so it can close cleanly)."""
+    """Stop every process the stack started: `histfill run`'s services first, then S3Proxy,
+    Kafka, QuestDB and Redis (Kafka before QuestDB and Redis, so it can close cleanly)."""
     paths = paths or StackPaths()
     ours = [service.name for service in reversed(SERVICES)]
     others = sorted(p.stem for p in paths.run.glob("*.pid") if p.stem not in ours)
@@ -605,3 +701,8 @@ def status(paths: StackPaths | None = None) -> Iterator[ServiceStatus]:
         yield ServiceStatus(
             service.name, _read_pid(paths, service.name), service.ready(), service.port
         )
+    if paths.pid_file("prometheus").exists():  # started with `stack up --prometheus`
+        from histfill.prometheus import PROMETHEUS  # noqa: PLC0415  # imports this module
+
+        pid = _read_pid(paths, PROMETHEUS.name)
+        yield ServiceStatus(PROMETHEUS.name, pid, PROMETHEUS.ready(), PROMETHEUS.port)

@@ -94,6 +94,16 @@ def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -
     }
 
 
+def static_membership(instance_id: str, session_timeout_ms: int) -> dict[str, Any]:
+    """Overrides that make a consumer a static group member (see ``consumer.membership``).
+
+    Restarted with the same ``group.instance.id`` within ``session.timeout.ms`` it gets its
+    partitions back without a rebalance; closed, it does not leave the group (librdkafka sends
+    no LeaveGroup for a static member), so its partitions wait for the session to expire.
+    """
+    return {"group.instance.id": instance_id, "session.timeout.ms": session_timeout_ms}
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     """A topic histfill needs, with the partition count and configs it should have."""

@@ -86,6 +86,11 @@ class CommonSettings(BaseSettings):
 
     topic_realtime: str = Field("naia.datapoints", description="Real-time data topic.")
     topic_backfill: str = Field("naia.datapoints.backfill", description="Backfill data topic.")
+    consumer_group_id: str = Field(
+        "histfill-ingest",
+        description="Kafka consumer group id of the consumers; the producer reads its committed "
+        "offsets to tell how much of a request is in QuestDB.",
+    )
     topic_dlq: str = Field(
         "naia.datapoints.dlq", description="Dead-letter topic for poison messages."
     )
@@ -190,7 +195,30 @@ class CommonSettings(BaseSettings):
 class ConsumerSettings(CommonSettings):
     """The consumer service: Kafka -> QuestDB + Redis."""
 
-    consumer_group_id: str = Field("histfill-ingest", description="Kafka consumer group id.")
+    consumer_instance_id: str | None = Field(
+        None,
+        description="Kafka `group.instance.id` (static membership): a consumer restarted with "
+        "the same id within CONSUMER_SESSION_TIMEOUT_MS gets its partitions back at once. "
+        "Unset: `<host name>-<n>`, n the lowest slot no other consumer of the group holds on "
+        "this host (a lock file), so consumers on one host differ and a restart reuses its id.",
+    )
+    consumer_session_timeout_ms: int = Field(
+        45_000,
+        ge=6_000,
+        le=300_000,
+        description="Kafka `session.timeout.ms`: a consumer silent this long loses its "
+        "partitions to the others; one that crashed and restarts within it gets them back at "
+        "once (static membership). With CONSUMER_LEAVE_GROUP_ON_STOP=false a consumer stopped "
+        "for good holds them this long too. 6000 to 300000 (the broker's "
+        "group.min/max.session.timeout.ms bound it too).",
+    )
+    consumer_leave_group_on_stop: bool = Field(
+        True,
+        description="On SIGTERM/SIGINT, after the last commit, leave the group so the other "
+        "consumers take this one's partitions at once (scale-in, a replacement with a new "
+        "id). false: keep them for a restart with the same CONSUMER_INSTANCE_ID within the "
+        "session timeout, without a rebalance. A crash never leaves.",
+    )
     metrics_port: int = Field(
         9108,
         ge=0,
@@ -242,6 +270,19 @@ class ConsumerSettings(CommonSettings):
     shutdown_timeout_s: float = Field(
         30.0, gt=0, description="On SIGTERM/SIGINT: time allowed to flush and commit before exit."
     )
+    ready_max_sink_stuck_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="/ready answers 503 once a sink (questdb, redis, dlq) has failed for this "
+        "long without a success; /health stays 200 while the loop runs and names the sink.",
+    )
+
+    @field_validator("consumer_instance_id")
+    @classmethod
+    def _check_instance_id(cls, value: str | None) -> str | None:
+        if value is not None and (not _TOPIC.match(value) or value in {".", ".."}):
+            raise ValueError("must be 1-249 characters of letters, digits, '.', '_' or '-'")
+        return value
 
 
 class ProducerSettings(CommonSettings):
@@ -423,6 +464,104 @@ class ProducerSettings(CommonSettings):
         return value or None
 
 
+class ArchiveSettings(CommonSettings):
+    """The archive stage (``archive/``): QuestDB -> Parquet objects, the hot window, queries."""
+
+    archive_url: str = Field(
+        "s3://histfill-archive",
+        description="Where the Parquet archive lives: `file:///path` or `s3://bucket/prefix` "
+        "(AWS S3, Cloudflare R2, MinIO, S3Proxy: see the ARCHIVE_S3_* variables).",
+    )
+    archive_s3_endpoint: str | None = Field(
+        "http://127.0.0.1:9100",
+        description="S3 endpoint URL for a non-AWS store (R2: `https://<account>.r2."
+        "cloudflarestorage.com`); empty: AWS S3.",
+    )
+    archive_s3_region: str = Field("us-east-1", description="S3 region (R2: `auto`).")
+    archive_s3_access_key: SecretStr | None = Field(
+        SecretStr("local-identity"), description="S3 access key id (secret)."
+    )
+    archive_s3_secret_key: SecretStr | None = Field(
+        SecretStr("local-credential"), description="S3 secret access key (secret)."
+    )
+    archive_s3_path_style: bool = Field(
+        True,
+        description="Path-style S3 addressing (`endpoint/bucket/key`), as MinIO and S3Proxy "
+        "need; false: virtual-hosted (`bucket.endpoint/key`).",
+    )
+    archive_store_retries: int = Field(
+        5, ge=0, le=50, description="Retries of a failing object-store call (backoff doubles)."
+    )
+    archive_store_backoff_seconds: float = Field(
+        0.5, ge=0, description="First wait before an object-store retry."
+    )
+    archive_store_timeout_seconds: float = Field(
+        30.0, gt=0, description="Timeout of one object-store request (seconds)."
+    )
+    archive_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Point-months archived concurrently (each holds one in memory); 1 measured "
+        "fastest on 2 cores shared with QuestDB.",
+    )
+    archive_api_host: str = Field(
+        "0.0.0.0",  # noqa: S104  # a service in a container listens on all interfaces
+        description="Address the archive HTTP API binds to.",
+    )
+    archive_api_port: Port = Field(5053, description="Port of the archive HTTP API.")
+    producer_url: str = Field(
+        "http://127.0.0.1:5052",
+        description="The producer's API, which the archive asks to backfill what QuestDB lacks.",
+    )
+    producer_api_token: SecretStr | None = Field(
+        None, description="Bearer token for the producer's API (its API_TOKEN), if it has one."
+    )
+    hot_retention: str | None = Field(
+        None,
+        description="Keep this much recent data in QuestDB (`30d`, `12h`); older day "
+        "partitions are dropped once every row is in a verified archive object. Unset: never.",
+    )
+    query_max_points: int = Field(100, ge=1, description="Most points one query may name.")
+    query_max_days: int = Field(3700, ge=1, description="Longest window one query may span.")
+    query_max_rows: int = Field(
+        2_000_000, ge=1, description="Most rows one query may return (more: 413, or use limit)."
+    )
+
+    @field_validator("hot_retention")
+    @classmethod
+    def _check_retention(cls, value: str | None) -> str | None:
+        if value:
+            parse_retention(value)
+        return value or None
+
+    @field_validator("archive_s3_endpoint", "producer_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("expected an http(s):// URL")
+        return value or None
+
+    @field_validator("archive_url")
+    @classmethod
+    def _check_archive_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"file", "s3"} or (parts.scheme == "s3" and not parts.netloc):
+            raise ValueError("expected file:///path or s3://bucket[/prefix]")
+        return value
+
+
+_RETENTION = re.compile(r"^(\d+)\s*([dhw])$")
+
+
+def parse_retention(text: str) -> float:
+    """``30d``, ``12h``, ``2w`` -> seconds; ValueError otherwise."""
+    found = _RETENTION.match(text.strip().lower())
+    if not found or int(found[1]) <= 0:
+        raise ValueError("expected a positive duration like 30d, 12h or 2w")
+    return int(found[1]) * {"h": 3600, "d": 86400, "w": 604800}[found[2]]
+
+
 S = TypeVar("S", bound=CommonSettings)
 
 
@@ -492,6 +631,6 @@ def all_env_vars() -> set[str]:
     """Every environment variable histfill's services read."""
     return {
         name.upper()
-        for cls in (CommonSettings, ConsumerSettings, ProducerSettings)
+        for cls in (CommonSettings, ConsumerSettings, ProducerSettings, ArchiveSettings)
         for name in cls.model_fields
     }

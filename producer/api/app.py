@@ -20,16 +20,18 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from producer.api.status import recent
 from producer.errors import ProducerError, PublishError, RequestRejected, UnknownRequest
 from producer.planning.requests import StartBody
-from producer.state.progress import RequestProgress, iso
+from producer.state.ingested import share, with_ingested
+from producer.state.progress import RequestProgress, iso, utc_now
 from producer.worker.orchestrator import Orchestrator
 from shared.batch import from_micros
 
@@ -173,19 +175,45 @@ def _start_answer(progress: RequestProgress) -> dict[str, Any]:
 
 
 class ProgressCollector(Collector):
-    """Prometheus metrics computed from the orchestrator at each scrape."""
+    """Prometheus metrics computed from the orchestrator at each scrape.
+
+    ``request_id`` is a label, so its values are bounded: a request is exported while it is
+    active (queued, running, paused) and for :data:`producer.api.status.RECENT_FINISHED` (an hour)
+    after it finished, at most :data:`producer.api.status.RECENT_FINISHED_MAX` finished ones, the
+    same set ``/api/backfill/status`` shows; older requests stop being exported. ``status`` is
+    a label too: a request changing status starts a new series (the old one ends at once, as
+    this collector exports only the current one).
+    """
 
     def __init__(self, orchestrator: Orchestrator) -> None:
         self._orchestrator = orchestrator
 
+    def shown(self) -> list[RequestProgress]:
+        """The requests exported: active ones, and those finished within the last hour."""
+        progresses = [e.progress for e in self._orchestrator.entries.values()]
+        return [p for p in progresses if not p.status.final] + recent(progresses, utc_now())
+
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         labels = ["request_id", "connector", "status"]
         gauges = {
-            "progress_percent": GaugeMetricFamily(
-                "histfill_backfill_progress_percent", "Chunks done, percent.", labels=labels
+            "progress": GaugeMetricFamily(
+                "histfill_backfill_progress_ratio",
+                "Chunks with an outcome (done, skipped, failed, cut), 0 to 1.",
+                labels=labels,
             ),
-            "chunks_total": GaugeMetricFamily(
-                "histfill_backfill_chunks_total", "Chunks in the request's plan.", labels=labels
+            "ingested": GaugeMetricFamily(
+                "histfill_backfill_ingested_ratio",
+                "Progress scaled by the share of published values the consumer group has "
+                "committed (= in QuestDB), 0 to 1; absent until the group's offsets were read.",
+                labels=labels,
+            ),
+            "status": GaugeMetricFamily(
+                "histfill_backfill_request_status",
+                "1 for the request's current status (label status).",
+                labels=labels,
+            ),
+            "chunks_planned": GaugeMetricFamily(
+                "histfill_backfill_chunks_planned", "Chunks in the request's plan.", labels=labels
             ),
             "chunks_completed": GaugeMetricFamily(
                 "histfill_backfill_chunks_completed", "Chunks committed or skipped.", labels=labels
@@ -206,7 +234,7 @@ class ProgressCollector(Collector):
                 "histfill_backfill_eta_seconds", "Estimated time left.", labels=labels
             ),
             "errors": GaugeMetricFamily(
-                "histfill_backfill_errors", "Point failures recorded.", labels=labels
+                "histfill_backfill_point_errors", "Point failures recorded.", labels=labels
             ),
         }
         values = CounterMetricFamily(
@@ -216,11 +244,15 @@ class ProgressCollector(Collector):
             "histfill_backfill_batches_published", "Messages published.", labels=labels
         )
         self._orchestrator.refresh()
-        for entry in self._orchestrator.entries.values():
-            p = entry.progress
+        tracker = self._orchestrator.ingest
+        for p in self.shown():
             key = [p.request.request_id, p.request.connector_type, p.status.value]
-            gauges["progress_percent"].add_metric(key, p.percent)
-            gauges["chunks_total"].add_metric(key, p.total_chunks)
+            gauges["progress"].add_metric(key, p.percent / 100)
+            ingested = share(tracker.ingested(p.request.request_id), p.values_published, p.percent)
+            if ingested is not None:
+                gauges["ingested"].add_metric(key, ingested / 100)
+            gauges["status"].add_metric(key, 1)
+            gauges["chunks_planned"].add_metric(key, p.total_chunks)
             gauges["chunks_completed"].add_metric(key, len(p.completed))
             gauges["chunks_failed"].add_metric(key, len(p.failed))
             gauges["chunks_skipped"].add_metric(key, p.skipped_chunks)
@@ -232,11 +264,28 @@ class ProgressCollector(Collector):
             batches.add_metric(key, p.batches_published)
         depth = GaugeMetricFamily("histfill_backfill_queue_depth", "Requests waiting to start.")
         depth.add_metric([], self._orchestrator.status()["queueDepth"])
+        fenced = CounterMetricFamily(
+            "histfill_backfill_fenced_workers",
+            "Workers stopped because a newer producer took their transactional id.",
+        )
+        fenced.add_metric([], self._orchestrator.fenced_workers)
         yield from gauges.values()
         yield values
         yield batches
         yield depth
+        yield fenced
         yield from self._orchestrator.extra_metrics()
+
+
+def _add_detail(app: FastAPI, orchestrator: Orchestrator) -> None:
+    """``GET /api/backfill/request/{id}`` (its own function: ``create_app`` is long)."""
+
+    @app.get("/api/backfill/request/{request_id}", tags=["backfill"])
+    async def request_detail(request_id: str) -> dict[str, Any]:
+        """One request: progress, counts, rate, ETA and its errors; ``inQuestDBPercent``:
+        ``progress`` scaled by the share of its published values the consumers committed."""
+        await orchestrator.sync(request_id)
+        return ok(with_ingested(orchestrator.ingest, orchestrator.get(request_id).to_json()))
 
 
 def _add_retry(app: FastAPI, orchestrator: Orchestrator, mutating: list[Any]) -> None:
@@ -276,6 +325,7 @@ def create_app(
     app.add_middleware(BodyLimit, limit=max_body_bytes or orchestrator.settings.api_body_limit)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(ProgressCollector(orchestrator))
+    ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU
 
     def authorize(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -329,13 +379,10 @@ def create_app(
         `recentRequests`: the ones that finished within the last hour, at most 20, latest first,
         with their final status (so a request does not vanish the moment it ends); `stats`,
         `queueDepth`."""
-        return ok(orchestrator.status(include_finished=all))
-
-    @app.get("/api/backfill/request/{request_id}", tags=["backfill"])
-    async def request_detail(request_id: str) -> dict[str, Any]:
-        """One request: progress, counts, rate, ETA and its errors."""
-        await orchestrator.sync(request_id)
-        return ok(orchestrator.get(request_id).to_json())
+        payload = orchestrator.status(include_finished=all)
+        for listing in ("activeRequests", "recentRequests"):
+            payload[listing] = [with_ingested(orchestrator.ingest, r) for r in payload[listing]]
+        return ok(payload)
 
     @app.post("/api/backfill/request/{request_id}/cancel", dependencies=mutating, tags=["backfill"])
     async def cancel(request_id: str) -> dict[str, Any]:
@@ -352,6 +399,7 @@ def create_app(
         """Resume a paused request."""
         return ok((await orchestrator.resume(request_id)).to_json())
 
+    _add_detail(app, orchestrator)
     _add_retry(app, orchestrator, mutating)
 
     @app.get("/health", tags=["ops"])

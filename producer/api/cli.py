@@ -123,6 +123,11 @@ def _points(points: str | None, points_file: Path | None) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
+def _percent(value: float | None) -> str:
+    """``62.0%``, or ``?`` before the producer read the consumers' offsets."""
+    return "?" if value is None else f"{value:.1f}%"
+
+
 def watch(client: httpx.Client, request_id: str, interval: float) -> dict[str, Any]:
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -130,10 +135,11 @@ def watch(client: httpx.Client, request_id: str, interval: float) -> dict[str, A
         TaskProgressColumn(),
         TextColumn(
             "{task.fields[chunks]} chunks  {task.fields[rate]} values/s  ETA {task.fields[eta]}"
+            "  in QuestDB {task.fields[ingested]}"
         ),
     )
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("backfill", total=100.0, chunks="0/?", rate="0", eta="?")
+        task = bar.add_task("backfill", total=100.0, chunks="0/?", rate="0", eta="?", ingested="?")
         while True:
             data: dict[str, Any] = call(client, "GET", f"/api/backfill/request/{request_id}")
             done = _done_chunks(data)
@@ -144,6 +150,7 @@ def watch(client: httpx.Client, request_id: str, interval: float) -> dict[str, A
                 chunks=f"{done}/{data['totalChunks']}",
                 rate=f"{data['valuesPerSecond']:,.0f}",
                 eta=_duration(data["etaSeconds"]),
+                ingested=_percent(data.get("inQuestDBPercent")),
             )
             if data["status"] in FINAL:
                 return data
@@ -204,7 +211,15 @@ def status(
             return
         data = call(client, "GET", f"/api/backfill/status?all={str(all_requests).lower()}")
     table = Table(
-        "request", "connector", "points", "status", "progress", "chunks", "values", "ETA/ended"
+        "request",
+        "connector",
+        "points",
+        "status",
+        "progress",
+        "in QuestDB",
+        "chunks",
+        "values",
+        "ETA/ended",
     )
     listed = {r["requestId"] for r in data["activeRequests"]}
     recent = [r for r in data.get("recentRequests", []) if r["requestId"] not in listed]
@@ -215,6 +230,7 @@ def status(
             str(r["pointCount"]),
             r["status"],
             f"{r['progress']:.1f}%",
+            _percent(r.get("inQuestDBPercent")),
             f"{r['completedChunks']}+{r['failedChunks']} failed/{r['totalChunks']}",
             f"{r['valuesProcessed']:,}",
             r["finishedAt"] if r["status"] in FINAL else _duration(r["etaSeconds"]),

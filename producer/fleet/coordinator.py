@@ -96,6 +96,9 @@ class FleetOrchestrator(Orchestrator):
         await self.tailer.catch_up()
         self._runner = self._chunk_runner()
         self._runner.apply_commits = False  # the tailer folds every member's checkpoints once
+        # a member sees only its own commits' delivery reports, not the fleet's: no in-QuestDB
+        # share from one member's view (inQuestDBPercent and the ingested ratio stay absent)
+        self._runner.on_committed = None
         # a worker registers (member record) only once it holds partitions, i.e. is in the group:
         # a record of a worker not yet in the group would look like one that died
         self.workers = [TaskWorker(self, k) for k in range(s.backfill_workers)]

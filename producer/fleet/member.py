@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from producer.errors import ChunkCancelled
+from producer.errors import ChunkCancelled, FencedError, PublishError
 from producer.state import checkpoints as cp
 from producer.state.progress import BackfillRequest, RequestProgress, Status, iso, utc_now
 from producer.worker.publisher import BackfillPublisher
@@ -186,7 +186,13 @@ class TaskWorker:
         except Exception:  # a worker must not die with its task: redo it
             log.exception("task_crashed", worker=self.id, request_id=rid, chunk=index)
             self._rewind(here)
-            await asyncio.to_thread(self.publisher.restart)
+            try:
+                await asyncio.to_thread(self.publisher.restart)
+            except PublishError as restart_error:  # fenced: a newer worker took this id
+                if isinstance(restart_error, FencedError):
+                    self.fleet.fenced_workers += 1
+                    raise
+                log.error("publisher_restart_failed", worker=self.id, error=str(restart_error))
             await asyncio.sleep(self.fleet.settings.retry_backoff_seconds)
             return
         finally:

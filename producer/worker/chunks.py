@@ -90,6 +90,8 @@ class ChunkRunner:
         self.apply_commits = True
         """Fold a committed checkpoint into :attr:`view` at once; a fleet member leaves that to
         its state tailer, which reads every member's checkpoints (its own included) once."""
+        self.on_committed: Callable[[str, dict[int, int], int], None] | None = None
+        """Told (request id, partition ends, values) of each committed transaction."""
 
     async def run(
         self,
@@ -242,6 +244,8 @@ class ChunkRunner:
         for tomb in tombstones:
             stale.pop(tomb.split(":", 2)[2], None)
         progress.chunk_committed(values, batches)
+        if self.on_committed is not None:
+            self.on_committed(request.request_id, pub.take_ends(), values)
         return tuple(done), {}, until
 
     async def _read_and_publish(

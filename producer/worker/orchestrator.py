@@ -28,17 +28,20 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from confluent_kafka.admin import AdminClient
 
 from producer.api.status import retry_body, status_payload
 from producer.errors import (
     ChunkCancelled,
     FencedError,
+    PublishError,
     UnknownRequest,
 )
 from producer.planning.planner import Chunk, Plan
 from producer.planning.requests import Limits, StartBody, estimate, validate
 from producer.sources.connectors import Connectors
 from producer.state import checkpoints as cp
+from producer.state.ingested import GroupOffsets, IngestTracker, IngestWatch
 from producer.state.progress import (
     BackfillRequest,
     RequestProgress,
@@ -54,6 +57,8 @@ from producer.worker.publisher import BackfillPublisher, PlainPublisher, fence
 from shared.batch import from_micros
 from shared.codec import BatchCodec
 from shared.errors import HistfillError
+from shared.kafka import base_config
+from shared.kafka_peek import Peeker
 from shared.ratelimit import ValueRateLimit
 from shared.settings import ProducerSettings
 
@@ -109,6 +114,8 @@ class Orchestrator:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()  # state writes not awaited inline
         self._control: PlainPublisher | None = None
+        self.ingest = IngestTracker()  # how much of each request is in QuestDB
+        self.fenced_workers = 0  # workers stopped because a newer producer took their id
         self._runner = self._chunk_runner()
         self.started = False
 
@@ -126,16 +133,28 @@ class Orchestrator:
         if workers > self.view.max_workers:
             await self._put(cp.META_WORKERS_KEY, {"kind": "meta", "maxWorkers": workers})
         self._restore()
+        for entry in self.entries.values():  # published before this process: see ingested.py
+            self.ingest.adopt(entry.progress.request.request_id, entry.progress.values_published)
         self._runner = self._chunk_runner()
         self._tasks = [
             asyncio.create_task(self._worker(w), name=f"backfill-worker-{w}")
             for w in range(workers)
         ]
+        offsets = GroupOffsets(
+            AdminClient(base_config(self.settings)),
+            self.settings.consumer_group_id,
+            self.settings.topic_backfill,
+            peeker=Peeker(base_config(self.settings)),
+        )
+        watch = IngestWatch(self.ingest, offsets)
+        self._tasks.append(
+            asyncio.create_task(watch.run(lambda: self._stopping), name="ingest-watch")
+        )
         self.started = True
         log.info("orchestrator_started", workers=workers, requests=len(self.entries))
 
     def _chunk_runner(self) -> ChunkRunner:
-        return ChunkRunner(
+        runner = ChunkRunner(
             self.settings,
             self.connectors,
             self.view,
@@ -144,6 +163,8 @@ class Orchestrator:
             self._sleep,
             self._now,
         )
+        runner.on_committed = self.ingest.note
+        return runner
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Stop dispatching, abort open chunks (they are redone at the next start), close."""
@@ -413,6 +434,7 @@ class Orchestrator:
                     await self._wake.wait()
                     continue
                 entry, chunk, pending = job
+                requeue = False
                 try:
                     await self._runner.run(
                         publisher,
@@ -422,25 +444,37 @@ class Orchestrator:
                         functools.partial(self._check_active, entry),
                     )
                 except ChunkCancelled:
-                    if entry.progress.status is Status.PAUSED:
-                        entry.requeued.append(chunk.index)
+                    requeue = entry.progress.status is Status.PAUSED
                 except FencedError:
-                    entry.requeued.append(chunk.index)  # not done: whoever runs next redoes it
+                    requeue = True  # not done: whoever runs next redoes it
                     raise
                 except Exception as exc:  # a worker must not die with its chunk
                     # e.g. a Kafka blip while recording failures, or a publisher restart that
                     # failed: the chunk is not done, so it goes back in the queue, and the
                     # transactional publisher is rebuilt before the next one.
                     log.exception("chunk_crashed", worker=worker, chunk=chunk.index, error=str(exc))
-                    entry.requeued.append(chunk.index)
+                    requeue = True
                     await asyncio.sleep(self.settings.retry_backoff_seconds)
-                    await asyncio.to_thread(publisher.close)
-                    await asyncio.to_thread(publisher.start)
+                    try:
+                        await asyncio.to_thread(publisher.restart)
+                    except PublishError as restart_error:  # FencedError goes on up, as above
+                        if isinstance(restart_error, FencedError):
+                            raise
+                        log.error(
+                            "publisher_restart_failed", worker=worker, error=str(restart_error)
+                        )
                 finally:
+                    # Requeued only now, once this worker is done with it: a chunk is never in
+                    # the queue and in flight at once, so another worker that takes it up is
+                    # not counted out by this one's bookkeeping (which let a request finish
+                    # while its last chunk was still being redone).
                     entry.in_flight.discard(chunk.index)
+                    if requeue:
+                        entry.requeued.append(chunk.index)
                     self._maybe_finish(entry)
                     self._wake.set()
         except FencedError as exc:
+            self.fenced_workers += 1
             log.error("worker_fenced", worker=worker, error=str(exc))
         finally:
             await asyncio.to_thread(publisher.close)

@@ -142,6 +142,7 @@ class BackfillPublisher:
         )
         self._producer: Any = None
         self._in_transaction = False
+        self._ends: dict[int, int] = {}  # partition -> offset after the transaction's last data
 
     def start(self) -> None:
         """Create the producer and ``init_transactions``: fences any predecessor with our id."""
@@ -158,6 +159,7 @@ class BackfillPublisher:
         except KafkaException as exc:
             raise _translate(exc, "begin_transaction") from exc
         self._in_transaction = True
+        self._ends = {}
 
     def publish(self, batch: PointBatch, request_id: str, chunk_index: int) -> tuple[int, int]:
         """Encode and produce one page to the backfill topic; returns (messages, values)."""
@@ -165,9 +167,20 @@ class BackfillPublisher:
         key = batch.source_address.encode()
         messages = 0
         for piece in slices(replace(batch, request_id=request_id, chunk_index=chunk_index)):
-            self._produce(topic, key, self._codec.encode(piece, topic))
+            _produce(self._producer, topic, key, self._codec.encode(piece, topic), self._delivered)
             messages += 1
         return messages, len(batch)
+
+    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:  # a failed delivery fails the commit: the chunk is redone
+            partition, after = msg.partition(), msg.offset() + 1
+            self._ends[partition] = max(self._ends.get(partition, 0), after)
+
+    def take_ends(self) -> dict[int, int]:
+        """Per partition, the offset after the last data message of the transaction just
+        committed (the commit served every delivery report): see ``producer.state.ingested``."""
+        ends, self._ends = self._ends, {}
+        return ends
 
     def checkpoint(self, key: str, value: bytes | None) -> None:
         """Produce a state record (``None``: a tombstone) inside the open transaction."""
@@ -235,7 +248,10 @@ class BackfillPublisher:
             return
         if self._in_transaction:
             self.abort()
-        self._producer.flush(self._timeout)
+        try:
+            self._producer.flush(self._timeout)
+        except KafkaException as exc:  # a producer in a fatal state refuses even to flush
+            log.warning("producer_close_failed", worker=self.worker, error=str(exc))
         self._producer = None
 
 

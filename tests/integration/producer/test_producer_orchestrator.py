@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -163,3 +165,57 @@ def test_cancel_stops_a_request_and_pause_holds_one(
         assert len(cancelled.completed) < 12
     finally:
         loop.run(orchestrator.stop())
+
+
+def test_a_chunk_redone_after_a_crash_keeps_its_request_open_until_it_is_done(
+    loop: LoopThread, producer_settings: ProducerSettings
+) -> None:
+    """A worker whose chunk crashed hands it back only once it is done with it: the worker
+    that redoes the chunk is not counted out, and the request completes with every chunk."""
+    settings = producer_settings.model_copy(update={"retry_backoff_seconds": 0.5})
+    orchestrator = start_orchestrator(loop, settings)
+    runner = orchestrator._runner
+    real_run = runner.run
+    runs: dict[int, int] = {}
+
+    async def run(pub: Any, progress: Any, chunk: Any, pending: Any, check: Any) -> None:
+        runs[chunk.index] = runs.get(chunk.index, 0) + 1
+        if chunk.index == 0 and runs[0] == 1:
+            # the other worker is on chunk 1: crash once it is there
+            await wait_async(lambda: runs.get(1, 0) >= 1)
+            raise RuntimeError("injected crash")
+        if chunk.index == 1:  # finish once chunk 0 is back in the queue: this worker redoes it
+            await wait_async(lambda: 0 in entry().requeued)
+        if chunk.index == 0:
+            # redoing chunk 0, the last one: give a wrong hand-back the time to end the request
+            await wait_async(lambda: progress.status.final, timeout=3.0)
+        await real_run(pub, progress, chunk, pending, check)
+
+    runner.run = run  # type: ignore[method-assign]
+    try:
+        request = body(["SINUSOID"], endTime="2026-01-09T02:00:00+00:00")
+        request_id = loop.run(orchestrator.submit(request)).request.request_id
+
+        def entry() -> Any:
+            return orchestrator.entries[request_id]
+
+        wait_for(lambda: orchestrator.get(request_id).status.final, timeout=60)
+        done = orchestrator.get(request_id)
+        assert runs == {0: 2, 1: 1}
+        assert done.status is Status.COMPLETED, done.to_json()
+        assert len(done.completed) == 2
+        assert done.values_published == 120
+    finally:
+        loop.run(orchestrator.stop())
+    seen = values_by_point(read_committed(settings))["SINUSOID"]
+    assert len(seen) == len(set(seen)) == 120
+
+
+async def wait_async(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll ``condition`` on the event loop until it holds or ``timeout`` passes."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True

@@ -55,6 +55,9 @@ class _Consumer:
     def poll(self, _timeout: float) -> None:
         return None
 
+    def unsubscribe(self) -> None:
+        """Leaving the group on stop: nothing to leave here."""
+
     def close(self) -> None:
         """Nothing to close."""
 

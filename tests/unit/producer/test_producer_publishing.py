@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
+from confluent_kafka import KafkaError, KafkaException
 
-from producer.worker.publisher import slices, transactional_id
+from producer.worker.publisher import BackfillPublisher, slices, transactional_id
 from shared.batch import PointBatch
+from shared.codec import BatchCodec
 from shared.ratelimit import ValueRateLimit
 from shared.settings import ProducerSettings, load_settings
 
@@ -60,3 +63,47 @@ def test_throttle_zero_means_unlimited() -> None:
     """A rate of 0 never waits."""
     limit = ValueRateLimit(0.0, clock=lambda: 0.0)
     assert limit.reserve(10**9) == 0.0
+
+
+class _FatalProducer:
+    """A transactional producer after a fatal error: every call raises, as librdkafka's does."""
+
+    def __init__(self, _config: dict[str, Any]) -> None:
+        self.calls: list[str] = []
+
+    def _fatal(self, name: str) -> None:
+        self.calls.append(name)
+        error = KafkaError(KafkaError.INVALID_TXN_STATE, "Failed to end transaction", fatal=True)
+        raise KafkaException(error)
+
+    def init_transactions(self, _timeout: float) -> None:
+        self.calls.append("init")
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def abort_transaction(self, _timeout: float) -> None:
+        self._fatal("abort")
+
+    def flush(self, _timeout: float) -> int:
+        self._fatal("flush")
+        return 0
+
+
+def test_a_producer_in_a_fatal_state_is_closed_and_replaced_without_raising() -> None:
+    """After a fatal transaction error (librdkafka #4849: an abort can fail so), closing the
+    publisher drops the dead producer instead of raising, and a restart makes a fresh one."""
+    made: list[_FatalProducer] = []
+
+    def factory(config: dict[str, Any]) -> _FatalProducer:
+        made.append(_FatalProducer(config))
+        return made[-1]
+
+    settings = load_settings(ProducerSettings, {})
+    publisher = BackfillPublisher(settings, 0, BatchCodec(), factory=factory)
+    publisher.start()
+    publisher.begin()
+    publisher.restart()  # abort and flush both fail fatally: neither escapes
+    assert made[0].calls == ["init", "begin", "abort", "flush"]
+    assert len(made) == 2
+    assert made[1].calls == ["init"]

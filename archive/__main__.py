@@ -1,0 +1,7 @@
+"""``python -m archive``."""
+
+import sys
+
+from archive.main import main
+
+sys.exit(main())
