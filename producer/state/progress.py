@@ -190,7 +190,7 @@ class RequestProgress:
         that moment) and as a chunk (completed only if every point is)."""
         failed = {str(e["point"]): str(e["error"]) for e in errors}
         partial = [p for p in points if p not in failed] if cut_at_us is not None else []
-        self.points.record(points, skipped=skipped, failed=failed, partial=partial)
+        self.points.record(points, skipped=skipped, failed=failed, partial=partial, chunk=index)
         if cut_at_us is not None:
             self.chunk_cut(index, cut_at_us)
         if errors:

@@ -66,6 +66,19 @@ def test_failed_points_are_listed_bounded_with_short_errors() -> None:
     assert all(len(error) <= 300 for error in shown.values())
 
 
+def test_a_point_failing_in_several_chunks_shows_the_earliest_chunks_error() -> None:
+    """Chunks end in any order live; a restart rebuilds them in plan order: both must show the
+    same error for a point (the earliest chunk's), and list points by that chunk."""
+    live = PointChunkTally(windows=2)
+    live.record(["A", "B"], failed={"A": "window 1", "B": "window 1"}, chunk=1)
+    live.record(["A", "B"], failed={"A": "window 0"}, chunk=0)
+    restored = PointChunkTally(windows=2)
+    restored.record(["A", "B"], failed={"A": "window 0"}, chunk=0)
+    restored.record(["A", "B"], failed={"A": "window 1", "B": "window 1"}, chunk=1)
+    assert live.failed_points_shown() == restored.failed_points_shown()
+    assert list(live.failed_points_shown().items()) == [("A", "window 0"), ("B", "window 1")]
+
+
 def test_one_failed_point_of_many_is_completed_with_errors_not_all_failed() -> None:
     """One point failing in every chunk: every chunk failed, but the others' point-chunks are
     completed, the request ends CompletedWithErrors and lists the point with its error."""
