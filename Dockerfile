@@ -9,6 +9,7 @@ COPY producer ./producer
 COPY consumer ./consumer
 COPY histfill ./histfill
 COPY simulators ./simulators
+COPY verify ./verify
 COPY archive ./archive
 # editable: the codec finds schemas/ next to the packages, as in a checkout
 RUN pip install -e . && useradd --system --uid 10001 histfill

@@ -65,7 +65,7 @@ from questdb import Sender
 
 from bench.cleanup import cleanup
 from histfill import stack
-from producer.planner import parse_chunk_size
+from producer.planning.planner import parse_chunk_size
 from shared.bootstrap import ensure_infrastructure
 from shared.qdb import CREATE_POINT_TABLE, QuestDBSQL, points_table
 from shared.settings import ConsumerSettings, load_settings

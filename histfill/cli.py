@@ -15,9 +15,8 @@ from rich.table import Table
 
 from archive.cli import archive_command, query_command, verify_archive_command
 from histfill import stack as stack_mod
-from producer.cli import app as backfill_app
-from producer.cli import run_service
-from producer.verify import verify_command
+from producer.api.cli import app as backfill_app
+from producer.api.cli import run_service
 from shared.bootstrap import ensure_infrastructure
 from shared.errors import HistfillError
 from shared.logging import configure_logging
@@ -29,6 +28,7 @@ from shared.settings import (
     env_table,
     load_settings,
 )
+from verify.verifier import verify_command
 
 if TYPE_CHECKING:
     from histfill.lagview import LagProbe

@@ -27,7 +27,7 @@ import httpx
 from rich.console import Console
 
 from histfill import stack
-from producer.cli import api_client, call, summary, watch
+from producer.api.cli import api_client, call, summary, watch
 from shared.qdb import QuestDBSQL
 from shared.settings import ConsumerSettings
 from simulators.data import expected_count

@@ -17,11 +17,12 @@ import uvicorn
 from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI
 
-from producer.api import create_app
-from producer.connectors import Connectors
-from producer.live import LivePoller
-from producer.orchestrator import Orchestrator
-from producer.planner import ChunkSizeError, parse_chunk_size
+from producer.api.app import create_app
+from producer.fleet.coordinator import FleetOrchestrator
+from producer.live.poller import LivePoller
+from producer.planning.planner import ChunkSizeError, parse_chunk_size
+from producer.sources.connectors import Connectors
+from producer.worker.orchestrator import Orchestrator
 from shared.codec import BatchCodec
 from shared.errors import ConfigError, HistfillError
 from shared.kafka import base_config, ensure_topics, topic_specs
@@ -39,7 +40,11 @@ def build_app(settings: ProducerSettings) -> FastAPI:
         raise ConfigError(f"DEFAULT_CHUNK_SIZE: {exc}") from exc
     codec = BatchCodec()
     connectors = Connectors.from_settings(settings)
-    orchestrator = Orchestrator(settings, connectors, codec)
+    orchestrator = (
+        FleetOrchestrator(settings, connectors, codec)
+        if settings.producer_fleet
+        else Orchestrator(settings, connectors, codec)
+    )
     token = settings.api_token.get_secret_value() if settings.api_token else None
     app = create_app(orchestrator, api_token=token)
     if settings.live_connector is not None:

@@ -2,9 +2,10 @@
 
 Two questions need it: how old the oldest unread message is (the consumer's lag in seconds,
 ``consumer.timelag``), and whether anything readable is left between a group's committed offset
-and the log end (``producer.ingested``). On topics written in transactions the answer is not in
-the offsets: a group that read everything stays short of the log end by the commit markers, and
-by aborted data, which a ``read_committed`` reader never sees and so never commits past.
+and the log end (``producer.state.ingested``). On topics written in transactions the answer is
+not in the offsets: a group that read everything stays short of the log end by the commit
+markers, and by aborted data, which a ``read_committed`` reader never sees and so never
+commits past.
 
 A plain consumer (``assign``, never ``subscribe`` nor commit) takes part in no rebalance and
 moves no offsets. A fetch returns at least one record batch per partition (up to a producer's

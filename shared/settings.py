@@ -319,7 +319,21 @@ class ProducerSettings(CommonSettings):
     )
 
     source_max_requests_per_second: float = Field(
-        20.0, gt=0, description="Request-rate budget per historian host, shared by all workers."
+        20.0,
+        gt=0,
+        description="Request-rate budget per historian host, shared by all workers (of every "
+        "producer process with SOURCE_RATE_LIMIT_SCOPE=fleet).",
+    )
+    source_rate_limit_scope: Literal["fleet", "process"] = Field(
+        "fleet",
+        description="Where the per-host budget lives: `fleet` (Redis at REDIS_URL: every producer "
+        "process shares it, a 429 pauses them all; the local budget if Redis is unreachable) or "
+        "`process` (each process alone).",
+    )
+    source_rate_limit_key_prefix: str = Field(
+        "histfill:ratelimit:",
+        description="Prefix of the fleet's rate-budget keys in Redis (`<prefix><host>:tat`, "
+        "`<prefix><host>:pause`).",
     )
 
     backfill_workers: int = Field(
@@ -370,7 +384,9 @@ class ProducerSettings(CommonSettings):
     publish_max_values_per_second: float = Field(
         0.0,
         ge=0,
-        description="Cap on backfill values published per second, all workers (0: none).",
+        description="Cap on backfill values published per second, all workers (0: none). "
+        "With a cap, chunks are planned to publish within half the 10-minute transaction "
+        "timeout at their worker's share of it.",
     )
     max_batches_in_flight: int = Field(
         1000, ge=8, description="Cap on backfill messages produced but not yet acknowledged."
@@ -383,6 +399,34 @@ class ProducerSettings(CommonSettings):
     )
     retry_backoff_seconds: float = Field(
         1.0, ge=0, description="First wait before a chunk retry; doubles with each retry."
+    )
+    producer_fleet: bool = Field(
+        False,
+        description="Run as one member of a producer fleet: chunk tasks go through TOPIC_TASKS "
+        "and any number of producer processes share them (false: one process does all).",
+    )
+    producer_instance_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="This fleet member's stable name (its transactional ids derive from it); "
+        "unset: the host name.",
+    )
+    producer_group_id: str = Field(
+        "histfill-producer", description="Kafka consumer group of the fleet's task workers."
+    )
+    topic_tasks: str = Field(
+        "naia.backfill.tasks", description="Topic of the fleet's chunk tasks (fleet mode)."
+    )
+    test_commit_delay_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Tests only: a fleet worker waits this long between producing a "
+        "transaction's records and committing it (a window to kill it mid-commit). 0: never.",
+    )
+    topic_tasks_partitions: int = Field(
+        12,
+        ge=1,
+        description="Partitions of the tasks topic: the most task workers the fleet can use.",
     )
     live_connector: Literal["PIWebApi", "AceIot", "Simulator"] | None = Field(
         None, description="Connector polled for current values in live mode; unset: live mode off."

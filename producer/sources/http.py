@@ -29,7 +29,7 @@ from producer.sources.errors import (
     SourceRequestError,
     TransportFailure,
 )
-from producer.sources.ratelimit import SHARED_HOST_LIMITS, HostRateLimits, RateLimiter
+from producer.sources.ratelimit import SHARED_HOST_LIMITS, HostRateLimits, Limiter
 from producer.sources.retry import RetryPolicy, Sleep, parse_retry_after, retrying
 
 Params = Sequence[tuple[str, str | int]]
@@ -66,7 +66,7 @@ class JsonHttp:
     def __init__(
         self,
         client: httpx.AsyncClient,
-        limiter: RateLimiter,
+        limiter: Limiter,
         policy: RetryPolicy,
         *,
         sleep: Sleep = asyncio.sleep,

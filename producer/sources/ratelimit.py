@@ -13,10 +13,27 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from producer.sources.retry import Sleep
 
 Clock = Callable[[], float]
+
+
+class Limiter(Protocol):
+    """What an HTTP client needs of a host's budget (this module's or the fleet's in Redis)."""
+
+    rate_per_s: float | None
+
+    async def acquire(self, sleep: Sleep | None = None) -> None:
+        """Wait for the host's next slot."""
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request to the host back for ``seconds``."""
+
+
+LimiterFactory = Callable[[str, "float | None", "int | None", Clock, Sleep], Limiter]
+"""``(host, rate_per_s, burst, clock, sleep) -> Limiter``: where a host's budget lives."""
 
 
 class RateLimiter:
@@ -62,24 +79,37 @@ class RateLimiter:
             self._tat = max(self._tat, self._clock() + seconds + self._tolerance)
 
 
-class HostRateLimits:
-    """The limiter of each host; the first caller for a host sets its rate."""
+def _local(
+    _host: str, rate_per_s: float | None, burst: int | None, clock: Clock, sleep: Sleep
+) -> Limiter:
+    return RateLimiter(rate_per_s, burst, clock=clock, sleep=sleep)
 
-    def __init__(self, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
-        self._limiters: dict[str, RateLimiter] = {}
+
+class HostRateLimits:
+    """The limiter of each host; the first caller for a host sets its rate. ``factory`` says
+    where a budget lives: this process (default) or the fleet's Redis
+    (:class:`producer.sources.fleet_ratelimit.FleetBudgets`)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        factory: LimiterFactory = _local,
+    ) -> None:
+        self._limiters: dict[str, Limiter] = {}
         self._clock = clock
         self._sleep = sleep
+        self._factory = factory
         self._lock = threading.Lock()
 
-    def for_host(
-        self, host: str, rate_per_s: float | None, burst: int | None = None
-    ) -> RateLimiter:
+    def for_host(self, host: str, rate_per_s: float | None, burst: int | None = None) -> Limiter:
         """The limiter shared by every client of ``host`` (case-insensitive, port included)."""
         key = host.lower()
         with self._lock:
             limiter = self._limiters.get(key)
             if limiter is None:
-                limiter = RateLimiter(rate_per_s, burst, clock=self._clock, sleep=self._sleep)
+                limiter = self._factory(key, rate_per_s, burst, self._clock, self._sleep)
                 self._limiters[key] = limiter
             return limiter
 

@@ -20,8 +20,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from producer.connectors import Connectors
-from producer.orchestrator import Orchestrator
+from producer.sources.connectors import Connectors
+from producer.worker.orchestrator import Orchestrator
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
 from shared.kafka import consumer_config, ensure_topics, topic_specs
@@ -40,6 +40,8 @@ def producer_env(stack_env: dict[str, str]) -> dict[str, str]:
         "BACKFILL_WORKERS": "2",
         "RETRY_BACKOFF_SECONDS": "0.01",
         "LOG_FORMAT": "json",
+        # this test's own request budgets in Redis: no state shared with other tests' hosts
+        "SOURCE_RATE_LIMIT_KEY_PREFIX": f"test:{stack_env['TOPIC_STATE']}:ratelimit:",
     }
 
 

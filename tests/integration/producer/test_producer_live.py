@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from producer.connectors import Connectors
-from producer.live import LivePoller
+from producer.live.poller import LivePoller
+from producer.sources.connectors import Connectors
 from shared.codec import BatchCodec
 from shared.settings import ProducerSettings
 from tests.integration.producer.conftest import LoopThread, read_committed, values_by_point

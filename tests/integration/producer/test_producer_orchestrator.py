@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from producer.connectors import Connectors
-from producer.orchestrator import Orchestrator
-from producer.progress import Status
-from producer.requests import StartBody
+from producer.planning.requests import StartBody
 from producer.sources.base import PointBatch, PointFailure, SourceItem, TimeWindow
+from producer.sources.connectors import Connectors
 from producer.sources.errors import ServerError
 from producer.sources.simulator import SimulatorSource
+from producer.state.progress import Status
+from producer.worker.orchestrator import Orchestrator
 from shared.settings import ProducerSettings
 from simulators.data import expected_count
 from tests.helpers import wait_for

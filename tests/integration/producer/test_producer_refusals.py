@@ -12,8 +12,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from producer import cli
-from producer.state_io import read_state
+from producer.api import cli
+from producer.state.reader import read_state
 from shared.settings import ProducerSettings, load_settings
 from tests.integration.producer.conftest import Service
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from producer import cli
-from producer.progress import Status
+from producer.api import cli
+from producer.state.progress import Status
 from simulators.data import expected_count
 from simulators.pi import PISimulator, PISimulatorOptions
 from simulators.server import serve_in_thread

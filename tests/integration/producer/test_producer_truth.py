@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from producer import cli
-from producer.progress import Status
+from producer.api import cli
+from producer.state.progress import Status
 from shared.qdb import QuestDBSQL
 from shared.settings import ConsumerSettings, ProducerSettings, load_settings
 from simulators.data import expected_count

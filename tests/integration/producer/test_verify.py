@@ -14,20 +14,20 @@ import typer
 from typer.testing import CliRunner
 
 from consumer.questdb_sink import QuestDBSink
-from producer import checkpoints as cp
-from producer.progress import Status
-from producer.publisher import PlainPublisher
-from producer.requests import Limits, StartBody, validate
+from producer.planning.requests import Limits, StartBody, validate
 from producer.sources.base import TimeWindow
 from producer.sources.simulator import SimulatorSource
-from producer.state_io import read_state
-from producer.verify import verify_command
+from producer.state import checkpoints as cp
+from producer.state.progress import Status
+from producer.state.reader import read_state
+from producer.worker.publisher import PlainPublisher
 from shared.batch import PointBatch, to_micros
 from shared.codec import BatchCodec
 from shared.qdb import QuestDBSQL, ensure_point_table
 from shared.settings import ProducerSettings
 from simulators.data import expected_count
 from tests.helpers import wait_for
+from verify.verifier import verify_command
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

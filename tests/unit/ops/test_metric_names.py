@@ -22,9 +22,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.metrics import ConsumerMetrics
-from producer.api import create_app
-from producer.connectors import Connectors
-from producer.orchestrator import Orchestrator
+from producer.api.app import create_app
+from producer.sources.connectors import Connectors
+from producer.worker.orchestrator import Orchestrator
 from shared.settings import ProducerSettings, load_settings
 from tests.unit.producer.test_producer_outcomes import request
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from producer.api import ProgressCollector
-from producer.connectors import Connectors
-from producer.ingested import GroupOffsets, IngestTracker, reached, share, with_ingested
-from producer.orchestrator import Orchestrator
-from producer.progress import Status
+from producer.api.app import ProgressCollector
+from producer.sources.connectors import Connectors
+from producer.state.ingested import GroupOffsets, IngestTracker, reached, share, with_ingested
+from producer.state.progress import Status
+from producer.worker.orchestrator import Orchestrator
 from shared.settings import ProducerSettings, load_settings
 from tests.unit.producer.test_producer_outcomes import request
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from producer.api import create_app
-from producer.connectors import Connectors
-from producer.orchestrator import Orchestrator
+from producer.api.app import create_app
+from producer.sources.connectors import Connectors
+from producer.worker.orchestrator import Orchestrator
 from shared.settings import ProducerSettings, load_settings
 
 TEST_ONE = {

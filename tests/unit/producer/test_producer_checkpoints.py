@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from producer import checkpoints as cp
-from producer.planner import points_digest
+from producer.planning.planner import points_digest
+from producer.state import checkpoints as cp
 
 
 def test_intervals_merge_when_they_touch_or_overlap() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 import typer
+from rich.console import Console
 
-from producer import cli
+from producer.api import cli
+from producer.api.cli import fleet_table
 
 
 def _client(response: httpx.Response) -> httpx.Client:
@@ -38,3 +40,22 @@ def test_an_answer_that_is_not_json_is_shown_not_a_traceback(
         cli.call(_client(response), "POST", "/api/backfill/start", {})
     assert caught.value.exit_code == 2
     assert "error 413: Content Too Large" in capsys.readouterr().out
+
+
+def test_fleet_table_shows_which_member_holds_which_tasks() -> None:
+    """``histfill backfill status`` lists each member's workers, partitions and tasks done."""
+    fleet = {
+        "instance": "m0",
+        "members": {
+            "m0": {"workers": {"m0.w0": [0, 3], "m0.w1": [1]}, "tasksDone": {"abcdef123": 7}},
+            "m1": {"workers": {}, "tasksDone": {"abcdef123": 2}},
+        },
+    }
+    console = Console(width=120, record=True)
+    console.print(fleet_table(fleet))
+    text = console.export_text()
+    assert "m0.w0" in text
+    assert "0,3" in text
+    assert "abcdef12: 7" in text
+    assert "abcdef12: 2" in text
+    assert "answered by m0" in text

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from producer import checkpoints as cp
+from producer.api.status import RECENT_FINISHED_MAX, recent, retry_body
 from producer.errors import RequestRejected
-from producer.outcomes import MAX_FAILED_POINTS_SHOWN, PointChunkTally
-from producer.progress import BackfillRequest, RequestProgress, Status
-from producer.restore import restore_outcomes
-from producer.status import RECENT_FINISHED_MAX, recent, retry_body
+from producer.state import checkpoints as cp
+from producer.state.outcomes import MAX_FAILED_POINTS_SHOWN, PointChunkTally
+from producer.state.progress import BackfillRequest, RequestProgress, Status
+from producer.state.restore import restore_outcomes
 from shared.batch import to_micros
 
 HOUR_US = 3_600_000_000
@@ -64,6 +64,19 @@ def test_failed_points_are_listed_bounded_with_short_errors() -> None:
     shown = tally.failed_points_shown()
     assert len(shown) == MAX_FAILED_POINTS_SHOWN
     assert all(len(error) <= 300 for error in shown.values())
+
+
+def test_a_point_failing_in_several_chunks_shows_the_earliest_chunks_error() -> None:
+    """Chunks end in any order live; a restart rebuilds them in plan order: both must show the
+    same error for a point (the earliest chunk's), and list points by that chunk."""
+    live = PointChunkTally(windows=2)
+    live.record(["A", "B"], failed={"A": "window 1", "B": "window 1"}, chunk=1)
+    live.record(["A", "B"], failed={"A": "window 0"}, chunk=0)
+    restored = PointChunkTally(windows=2)
+    restored.record(["A", "B"], failed={"A": "window 0"}, chunk=0)
+    restored.record(["A", "B"], failed={"A": "window 1", "B": "window 1"}, chunk=1)
+    assert live.failed_points_shown() == restored.failed_points_shown()
+    assert list(live.failed_points_shown().items()) == [("A", "window 0"), ("B", "window 1")]
 
 
 def test_one_failed_point_of_many_is_completed_with_errors_not_all_failed() -> None:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from producer.planner import (
+from producer.planning.planner import (
     MIN_CHUNK_US,
     ChunkSizeError,
     format_timespan,
@@ -14,6 +14,7 @@ from producer.planner import (
     parse_chunk_size,
     plan,
     split_factor,
+    transaction_values_bound,
 )
 
 HOUR_US = 3_600 * 1_000_000
@@ -115,3 +116,13 @@ def test_never_splits_below_a_minute_or_when_disabled() -> None:
 def test_groups_points_in_order() -> None:
     """Points are grouped consecutively, the last group holding the rest."""
     assert group_points(["a", "b", "c"], 2) == (("a", "b"), ("c",))
+
+
+def test_transaction_bound_follows_the_publish_cap_per_worker() -> None:
+    """Under a cap, a chunk holds at most what one worker's share publishes in half the timeout."""
+    # 1,000 values/s shared by 4 workers: 250/s each, 300 s of a 600 s timeout: 75,000 values
+    assert transaction_values_bound(2_000_000, 1000.0, 4, 600.0) == 75_000
+    assert transaction_values_bound(50_000, 1000.0, 4, 600.0) == 50_000  # the lower bound wins
+    assert transaction_values_bound(0, 1000.0, 4, 600.0) == 75_000  # "never split" yields to it
+    assert transaction_values_bound(2_000_000, 0.0, 4, 600.0) == 2_000_000  # no cap, no change
+    assert transaction_values_bound(0, 0.0, 4, 600.0) == 0

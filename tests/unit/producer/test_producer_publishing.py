@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import KafkaError, KafkaException
 
-from producer.publisher import BackfillPublisher, slices, transactional_id
+from producer.worker.publisher import BackfillPublisher, slices, transactional_id
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
 from shared.ratelimit import ValueRateLimit

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from producer.errors import RequestRejected
-from producer.progress import BackfillRequest, RequestProgress, Status
-from producer.requests import MAX_RECORD_BYTES, Limits, StartBody, estimate, validate
+from producer.planning.requests import MAX_RECORD_BYTES, Limits, StartBody, estimate, validate
+from producer.state.progress import BackfillRequest, RequestProgress, Status
 from shared.batch import to_micros
 from shared.settings import ProducerSettings, load_settings
 
@@ -283,3 +283,31 @@ def test_a_plan_over_the_chunk_limit_is_refused() -> None:
         refused.message
     )
     assert "(MAX_CHUNKS_PER_REQUEST)" in refused.message
+
+
+def test_a_low_publish_cap_splits_chunks_to_commit_inside_the_transaction_timeout() -> None:
+    """A 30-day chunk of 10 one-minute points (432,000 values) under a 1,000 values/s cap
+    shared by 4 workers would keep its transaction open 1,728 s, past the 600 s timeout: the
+    plan cuts it so each piece expects at most 75,000 values (300 s at 250 values/s)."""
+    settings = load_settings(
+        ProducerSettings,
+        {"PUBLISH_MAX_VALUES_PER_SECOND": "1000", "BACKFILL_WORKERS": "4"},
+    )
+    limits = Limits.from_settings(settings)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    request = validate(
+        body(
+            pointAddresses=[f"P{i}" for i in range(10)],
+            startTime="2026-01-01T00:00:00Z",
+            endTime="2026-01-31T00:00:00Z",
+            chunkSize="30d",
+        ),
+        replace(limits, max_points=10),
+        AVAILABLE,
+        now=now,
+    )
+    expected_per_chunk = 10 * request.step_us / 1e6 / 60
+    worker_rate = 1000 / 4
+    assert expected_per_chunk <= 75_000
+    assert expected_per_chunk / worker_rate <= 0.5 * 600
+    assert request.plan().windows == 6

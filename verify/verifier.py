@@ -24,8 +24,8 @@ is known beforehand and both come back in one UNIONed query. Gaps at a window's 
 the first row, after the last) follow from first/last here.
 
 Each chunk's outcome goes to the state topic as a ``verified:`` record (see
-:mod:`producer.checkpoints`). Exit code: 0 every chunk verified, 1 some did not, 2 verify could
-not run (bad arguments, QuestDB or Kafka unreachable, a source refusing every point).
+:mod:`producer.state.checkpoints`). Exit code: 0 every chunk verified, 1 some did not, 2 verify
+could not run (bad arguments, QuestDB or Kafka unreachable, a source refusing every point).
 """
 
 from __future__ import annotations
@@ -45,16 +45,22 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from producer import checkpoints as cp
-from producer.connectors import Connectors
 from producer.errors import RequestRejected, StateError, UnknownRequest
-from producer.planner import Chunk, Plan, format_timespan
-from producer.progress import BackfillRequest, iso
-from producer.publisher import PlainPublisher
-from producer.requests import Limits, StartBody, resolve_connector, validate
+from producer.planning.planner import Chunk, Plan, format_timespan
+from producer.planning.requests import Limits, StartBody, resolve_connector, validate
 from producer.sources.base import PointFailure, Source, TimeWindow
-from producer.state_io import read_state
-from producer.verify_checks import (
+from producer.sources.connectors import Connectors
+from producer.state import checkpoints as cp
+from producer.state.progress import BackfillRequest, iso
+from producer.state.reader import read_state
+from producer.worker.publisher import PlainPublisher
+from shared.batch import PointBatch, from_micros
+from shared.codec import BatchCodec
+from shared.errors import ConfigError, HistfillError
+from shared.kafka import base_config
+from shared.qdb import QuestDBSQL, inspect_table
+from shared.settings import ProducerSettings, load_settings
+from verify.checks import (
     TABLE_NAME,
     Checks,
     ChunkResult,
@@ -70,12 +76,6 @@ from producer.verify_checks import (
     window_gaps,
     window_query,
 )
-from shared.batch import PointBatch, from_micros
-from shared.codec import BatchCodec
-from shared.errors import ConfigError, HistfillError
-from shared.kafka import base_config
-from shared.qdb import QuestDBSQL, inspect_table
-from shared.settings import ProducerSettings, load_settings
 
 log = structlog.get_logger(__name__)
 POINTS_PER_QUERY = 200

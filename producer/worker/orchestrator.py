@@ -5,13 +5,13 @@ crashed predecessor left open), read the state topic to its end, and put back ev
 request; its chunks already checkpointed are found done and skipped, so it resumes at the first
 chunk not committed.
 
-Dispatch is time-major (see :mod:`producer.planner`): requests in the order they were queued,
-and within a request chunk ``k`` of every point group before chunk ``k + 1``. A chunk whose
+Dispatch is time-major (see :mod:`producer.planning.planner`): requests in the order they were
+queued, and within a request chunk ``k`` of every point group before chunk ``k + 1``. A chunk whose
 points already hold its window (this request's earlier run, or any earlier request over the same
 range) is skipped without reading anything: re-running a finished range publishes nothing.
 
 Each worker owns a transactional producer and runs one chunk at a time through
-:class:`~producer.chunks.ChunkRunner`: read, publish and checkpoint in one transaction, with
+:class:`~producer.worker.chunks.ChunkRunner`: read, publish and checkpoint in one transaction, with
 per-point retries. Cancel and pause take effect between pages (the open transaction is aborted);
 stopping the service does the same, and the next start redoes those chunks.
 """
@@ -30,18 +30,19 @@ from typing import Any
 import structlog
 from confluent_kafka.admin import AdminClient
 
-from producer import checkpoints as cp
-from producer.chunks import ChunkRunner
-from producer.connectors import Connectors
+from producer.api.status import retry_body, status_payload
 from producer.errors import (
     ChunkCancelled,
     FencedError,
     PublishError,
     UnknownRequest,
 )
-from producer.ingested import GroupOffsets, IngestTracker, IngestWatch
-from producer.planner import Chunk, Plan
-from producer.progress import (
+from producer.planning.planner import Chunk, Plan
+from producer.planning.requests import Limits, StartBody, estimate, validate
+from producer.sources.connectors import Connectors
+from producer.state import checkpoints as cp
+from producer.state.ingested import GroupOffsets, IngestTracker, IngestWatch
+from producer.state.progress import (
     BackfillRequest,
     RequestProgress,
     Status,
@@ -49,11 +50,10 @@ from producer.progress import (
     iso,
     utc_now,
 )
-from producer.publisher import BackfillPublisher, PlainPublisher, fence
-from producer.requests import Limits, StartBody, estimate, validate
-from producer.restore import restore_outcomes
-from producer.state_io import read_state
-from producer.status import retry_body, status_payload
+from producer.state.reader import read_state
+from producer.state.restore import restore_outcomes
+from producer.worker.chunks import ChunkRunner
+from producer.worker.publisher import BackfillPublisher, PlainPublisher, fence
 from shared.batch import from_micros
 from shared.codec import BatchCodec
 from shared.errors import HistfillError
@@ -184,24 +184,43 @@ class Orchestrator:
     def _restore(self) -> None:
         records = sorted(self.view.requests.values(), key=lambda r: str(r.get("queuedAt")))
         for record in records:
-            request = BackfillRequest.from_record(record)
+            entry = self._entry_from_record(record)
             status = Status(record["status"])
-            entry = self._entry(request)
             progress = entry.progress
-            restore_outcomes(progress, entry.plan, self.view, status)
-            tally = self.view.tallies[request.request_id]
-            progress.values_published, progress.batches_published = tally.values, tally.batches
-            progress.started_at = _parse_time(record.get("startedAt"))
-            progress.finished_at = _parse_time(record.get("finishedAt"))
-            progress.errors = list(record.get("errors", []))
-            progress.error_count = int(record.get("errorCount", 0))
-            progress.message = record.get("message")
             progress.status = status if status.final or status is Status.PAUSED else Status.QUEUED
-            if status.final:
-                progress.restore_elapsed(float(record.get("elapsedSeconds") or 0.0))
             if not status.final:
-                log.info("request_resumed", request_id=request.request_id, status=status.value)
-            self.entries[request.request_id] = entry
+                log.info("request_resumed", request_id=progress.request.request_id, status=status)
+            self.entries[progress.request.request_id] = entry
+
+    def _entry_from_record(self, record: dict[str, Any], status: Status | None = None) -> _Entry:
+        """A request's entry as the state view tells it (``status``: as if it were that)."""
+        request = BackfillRequest.from_record(record)
+        status = status or Status(record["status"])
+        entry = self._entry(request)
+        progress = entry.progress
+        restore_outcomes(progress, entry.plan, self.view, status)
+        tally = self.view.tallies[request.request_id]
+        progress.values_published, progress.batches_published = tally.values, tally.batches
+        progress.started_at = _parse_time(record.get("startedAt"))
+        progress.finished_at = _parse_time(record.get("finishedAt"))
+        progress.errors = list(record.get("errors", []))
+        progress.error_count = int(record.get("errorCount", 0))
+        progress.message = record.get("message")
+        progress.status = status
+        if status.final:
+            progress.restore_elapsed(float(record.get("elapsedSeconds") or 0.0))
+        return entry
+
+    async def sync(self, request_id: str) -> None:
+        """Make sure a request another process just accepted is known here (a fleet member
+        catches up with the state topic; one process knows all it accepted)."""
+
+    def extra_metrics(self) -> list[Any]:
+        """Prometheus metric families beyond the per-request ones (a fleet member's)."""
+        return []
+
+    def refresh(self) -> None:
+        """Bring :attr:`entries` up to date before a read (a fleet member rebuilds them)."""
 
     def _entry(self, request: BackfillRequest) -> _Entry:
         plan = request.plan()
@@ -290,13 +309,14 @@ class Orchestrator:
         """Queue a new request over the original window with only the points that failed (all
         of them if the window was cut at the read moment); chunks already checkpointed are
         skipped as in any rerun. ``RequestRejected`` (409) if there is nothing to retry."""
+        await self.sync(request_id)
         retried = await self.submit(retry_body(self.get(request_id)))
         log.info("request_retried", request_id=request_id, retry=retried.request.request_id)
         return retried
 
     def status(self, include_finished: bool = False) -> dict[str, Any]:
         """The seed's ``/api/backfill/status`` payload plus ``recentRequests`` (see
-        :func:`producer.status.status_payload`)."""
+        :func:`producer.api.status.status_payload`)."""
         return status_payload(
             [e.progress for e in self.entries.values()],
             self._now(),

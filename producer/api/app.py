@@ -4,7 +4,7 @@ Every answer is the seed's envelope, ``{"success": true, "data": ...}``; failure
 ``{"success": false, "error": {"field": ..., "message": ...}}`` with a 4xx/5xx status: 413 for a
 body over ``API_MAX_BODY_BYTES`` (refused before it is read to its end, let alone parsed), 400
 for a body that is not JSON (with line and column) or a rule it breaks (see
-:mod:`producer.requests`), 422 for a body of the wrong shape, 401 without the bearer token
+:mod:`producer.planning.requests`), 422 for a body of the wrong shape, 401 without the bearer token
 (``API_TOKEN``, mutating endpoints only), 404 for an unknown request id, 503 when Kafka did not
 take the request. OpenAPI docs at ``/docs``.
 """
@@ -27,12 +27,12 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from producer.api.status import recent
 from producer.errors import ProducerError, PublishError, RequestRejected, UnknownRequest
-from producer.ingested import share, with_ingested
-from producer.orchestrator import Orchestrator
-from producer.progress import RequestProgress, iso, utc_now
-from producer.requests import StartBody
-from producer.status import recent
+from producer.planning.requests import StartBody
+from producer.state.ingested import share, with_ingested
+from producer.state.progress import RequestProgress, iso, utc_now
+from producer.worker.orchestrator import Orchestrator
 from shared.batch import from_micros
 
 _bearer = HTTPBearer(auto_error=False, description="API_TOKEN, when the service sets one.")
@@ -178,8 +178,8 @@ class ProgressCollector(Collector):
     """Prometheus metrics computed from the orchestrator at each scrape.
 
     ``request_id`` is a label, so its values are bounded: a request is exported while it is
-    active (queued, running, paused) and for :data:`producer.status.RECENT_FINISHED` (an hour)
-    after it finished, at most :data:`producer.status.RECENT_FINISHED_MAX` finished ones, the
+    active (queued, running, paused) and for :data:`producer.api.status.RECENT_FINISHED` (an hour)
+    after it finished, at most :data:`producer.api.status.RECENT_FINISHED_MAX` finished ones, the
     same set ``/api/backfill/status`` shows; older requests stop being exported. ``status`` is
     a label too: a request changing status starts a new series (the old one ends at once, as
     this collector exports only the current one).
@@ -243,6 +243,7 @@ class ProgressCollector(Collector):
         batches = CounterMetricFamily(
             "histfill_backfill_batches_published", "Messages published.", labels=labels
         )
+        self._orchestrator.refresh()
         tracker = self._orchestrator.ingest
         for p in self.shown():
             key = [p.request.request_id, p.request.connector_type, p.status.value]
@@ -273,6 +274,18 @@ class ProgressCollector(Collector):
         yield batches
         yield depth
         yield fenced
+        yield from self._orchestrator.extra_metrics()
+
+
+def _add_detail(app: FastAPI, orchestrator: Orchestrator) -> None:
+    """``GET /api/backfill/request/{id}`` (its own function: ``create_app`` is long)."""
+
+    @app.get("/api/backfill/request/{request_id}", tags=["backfill"])
+    async def request_detail(request_id: str) -> dict[str, Any]:
+        """One request: progress, counts, rate, ETA and its errors; ``inQuestDBPercent``:
+        ``progress`` scaled by the share of its published values the consumers committed."""
+        await orchestrator.sync(request_id)
+        return ok(with_ingested(orchestrator.ingest, orchestrator.get(request_id).to_json()))
 
 
 def _add_retry(app: FastAPI, orchestrator: Orchestrator, mutating: list[Any]) -> None:
@@ -371,12 +384,6 @@ def create_app(
             payload[listing] = [with_ingested(orchestrator.ingest, r) for r in payload[listing]]
         return ok(payload)
 
-    @app.get("/api/backfill/request/{request_id}", tags=["backfill"])
-    async def request_detail(request_id: str) -> dict[str, Any]:
-        """One request: progress, counts, rate, ETA and its errors; ``inQuestDBPercent``:
-        ``progress`` scaled by the share of its published values the consumers committed."""
-        return ok(with_ingested(orchestrator.ingest, orchestrator.get(request_id).to_json()))
-
     @app.post("/api/backfill/request/{request_id}/cancel", dependencies=mutating, tags=["backfill"])
     async def cancel(request_id: str) -> dict[str, Any]:
         """Cancel: the chunk in flight is aborted; committed chunks stay (a re-run skips them)."""
@@ -392,6 +399,7 @@ def create_app(
         """Resume a paused request."""
         return ok((await orchestrator.resume(request_id)).to_json())
 
+    _add_detail(app, orchestrator)
     _add_retry(app, orchestrator, mutating)
 
     @app.get("/health", tags=["ops"])

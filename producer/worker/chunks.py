@@ -8,10 +8,10 @@ the request goes on; a later run of the same range retries exactly those points.
 
 **A window reaching into the future.** The moment of each read is taken from an injectable
 wall clock *before* the first page is requested, and only ``[start, min(end, that moment))`` is
-read and recorded as done (:func:`producer.checkpoints.recordable_end`): values the historian
-records later inside the window are still pending, and a rerun reads them from where the
-coverage ends (:meth:`producer.checkpoints.StateView.resume_from`). The chunk's outcome is then
-*partial*, never completed.
+read and recorded as done (:func:`producer.state.checkpoints.recordable_end`): values the
+historian records later inside the window are still pending, and a rerun reads them from where
+the coverage ends (:meth:`producer.state.checkpoints.StateView.resume_from`). The chunk's
+outcome is then *partial*, never completed.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from typing import Any
 
 import structlog
 
-from producer import checkpoints as cp
-from producer.connectors import Connectors
 from producer.errors import (
     ChunkCancelled,
     FencedError,
@@ -33,10 +31,12 @@ from producer.errors import (
     ProducerError,
     PublishError,
 )
-from producer.planner import Chunk
-from producer.progress import RequestProgress, WallClock, iso, utc_now
-from producer.publisher import BackfillPublisher
+from producer.planning.planner import Chunk
 from producer.sources.base import PointComplete, SourceItem, TimeWindow
+from producer.sources.connectors import Connectors
+from producer.state import checkpoints as cp
+from producer.state.progress import RequestProgress, WallClock, iso, utc_now
+from producer.worker.publisher import BackfillPublisher
 from shared.batch import PointBatch, from_micros, to_micros
 from shared.errors import HistfillError
 from shared.ratelimit import ValueRateLimit
@@ -87,6 +87,9 @@ class ChunkRunner:
         self._put = put
         self._sleep = sleep
         self._now = now
+        self.apply_commits = True
+        """Fold a committed checkpoint into :attr:`view` at once; a fleet member leaves that to
+        its state tailer, which reads every member's checkpoints (its own included) once."""
         self.on_committed: Callable[[str, dict[int, int], int], None] | None = None
         """Told (request id, partition ends, values) of each committed transaction."""
 
@@ -236,7 +239,8 @@ class ChunkRunner:
             await asyncio.to_thread(pub.abort)
             raise
         # only now, with the transaction committed, does this process count the chunk as done
-        self.view.apply_done(record)
+        if self.apply_commits:
+            self.view.apply_done(record)
         for tomb in tombstones:
             stale.pop(tomb.split(":", 2)[2], None)
         progress.chunk_committed(values, batches)

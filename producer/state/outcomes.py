@@ -9,7 +9,7 @@ outcome is also counted per *point-chunk* (one point over one chunk's window):
 * skipped: the point already held the window (an earlier run or request) and nothing was read;
 * failed: the point could not be read after its retries (its error is kept per point);
 * partial: the window reached past the moment of the read and only the part before it was
-  recorded (:func:`producer.checkpoints.recordable_end`); a rerun fills the rest.
+  recorded (:func:`producer.state.checkpoints.recordable_end`); a rerun fills the rest.
 
 A point is *completed* for the request when every one of its chunks is completed or skipped
 (each point is in exactly one group, so it has one chunk per time window). Pure bookkeeping:
@@ -46,6 +46,9 @@ class PointChunkTally:
     partial: int = 0
     done_per_point: Counter[str] = field(default_factory=Counter)
     failed_points: dict[str, str] = field(default_factory=dict)
+    failed_chunk: dict[str, int] = field(default_factory=dict)
+    """Point -> the chunk whose error :attr:`failed_points` keeps: the earliest one, so the
+    error shown is the same live (chunks end in any order) and restored (in plan order)."""
 
     def record(
         self,
@@ -54,11 +57,13 @@ class PointChunkTally:
         skipped: int = 0,
         failed: Mapping[str, str] | None = None,
         partial: Collection[str] = (),
+        chunk: int = 0,
     ) -> None:
         """One chunk's outcome over its ``points``.
 
         ``failed`` points (with their error) and ``partial`` ones are counted as such; of the
         others, ``skipped`` were already present and the rest were published by this request.
+        ``chunk`` is the chunk's index: a point failing in several keeps its earliest error.
         """
         failed = failed or {}
         rest = [p for p in points if p not in failed and p not in partial]
@@ -70,7 +75,9 @@ class PointChunkTally:
         self.partial += sum(1 for p in points if p in partial and p not in failed)
         self.done_per_point.update(rest)
         for point in failed_here:
-            self.failed_points.setdefault(point, summarize(failed[point]))
+            if point not in self.failed_points or chunk < self.failed_chunk[point]:
+                self.failed_points[point] = summarize(failed[point])
+                self.failed_chunk[point] = chunk
 
     @property
     def points_completed(self) -> int:
@@ -79,5 +86,6 @@ class PointChunkTally:
 
     def failed_points_shown(self) -> dict[str, str]:
         """The first :data:`MAX_FAILED_POINTS_SHOWN` failed points and their error."""
-        shown = list(self.failed_points.items())[:MAX_FAILED_POINTS_SHOWN]
+        by_chunk = sorted(self.failed_points.items(), key=lambda kv: self.failed_chunk[kv[0]])
+        shown = by_chunk[:MAX_FAILED_POINTS_SHOWN]
         return dict(shown)

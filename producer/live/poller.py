@@ -16,9 +16,9 @@ from typing import Any
 
 import structlog
 
-from producer.connectors import Connectors
-from producer.publisher import PlainPublisher
 from producer.sources.base import TimeWindow
+from producer.sources.connectors import Connectors
+from producer.worker.publisher import PlainPublisher
 from shared.batch import PointBatch
 from shared.codec import BatchCodec
 from shared.errors import HistfillError

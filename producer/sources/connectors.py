@@ -1,7 +1,8 @@
 """The connectors a request may name, built from the producer's settings on first use.
 
 One source per connector is shared by every worker: its HTTP client pools connections and its
-host rate budget is the historian's, not a worker's.
+host rate budget is the historian's, not a worker's (nor, with ``SOURCE_RATE_LIMIT_SCOPE=fleet``,
+a process's: see :mod:`producer.sources.fleet_ratelimit`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import datetime
 
 from producer.sources.ace_iot import AceIotConfig, AceIotSource
 from producer.sources.base import Source
+from producer.sources.fleet_ratelimit import host_rate_limits
 from producer.sources.pi_web_api import PIWebApiConfig, PIWebApiSource
 from producer.sources.simulator import SimulatorConfig, SimulatorSource, tag_of
 from shared.settings import ProducerSettings
@@ -42,6 +44,11 @@ class Connectors:
             )
         }
         reasons: dict[str, str | None] = {"Simulator": None}
+        budgets = host_rate_limits(
+            settings.source_rate_limit_scope,
+            settings.redis_url.get_secret_value(),
+            settings.source_rate_limit_key_prefix,
+        )
         if settings.pi_web_api_url:
             url = settings.pi_web_api_url
             factories["PIWebApi"] = lambda: PIWebApiSource(
@@ -56,7 +63,8 @@ class Connectors:
                     points_per_request=settings.points_per_request,
                     max_requests_per_second=settings.source_max_requests_per_second,
                     default_server=settings.pi_default_server,
-                )
+                ),
+                rate_limits=budgets,
             )
             reasons["PIWebApi"] = None
         else:
@@ -68,7 +76,8 @@ class Connectors:
                     base_url=ace_url,
                     api_key=key,
                     max_requests_per_second=settings.source_max_requests_per_second,
-                )
+                ),
+                rate_limits=budgets,
             )
             reasons["AceIot"] = None
         else:

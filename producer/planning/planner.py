@@ -7,7 +7,9 @@ before any group's window ``k + 1``. QuestDB partitions by time, so writing the 
 January before anyone's February keeps its writes in order instead of rewriting partitions.
 
 A window too dense for the memory/transaction bound (``max_values_per_chunk`` at the expected
-sampling rate) is split into equal sub-windows; the split is the same for every window, so the
+sampling rate, lowered by :func:`transaction_values_bound` so that a chunk published under
+``PUBLISH_MAX_VALUES_PER_SECOND`` commits well inside ``transaction.timeout.ms``) is split into
+equal sub-windows; the split is the same for every window, so the
 plan stays a plain grid and is reproducible from the request alone (resume relies on that).
 
 Chunk sizes are accepted as the seed's .NET ``TimeSpan`` strings (``"30.00:00:00"``,
@@ -188,6 +190,33 @@ def split_factor(
     if max_values_per_chunk <= 0 or expected <= max_values_per_chunk:
         return 1
     return max(1, min(math.ceil(expected / max_values_per_chunk), step_us // MIN_CHUNK_US))
+
+
+TRANSACTION_BUDGET_FRACTION = 0.5
+"""The share of ``transaction.timeout.ms`` a chunk's transaction may expect to take under the
+publish cap: the rest is margin for a slow source, retries and the commit itself."""
+
+
+def transaction_values_bound(
+    max_values_per_chunk: int,
+    publish_values_per_second: float,
+    workers: int,
+    transaction_timeout_s: float,
+    fraction: float = TRANSACTION_BUDGET_FRACTION,
+) -> int:
+    """The most values a chunk may be planned to hold so that its transaction commits in time.
+
+    ``PUBLISH_MAX_VALUES_PER_SECOND`` is one budget for all of a process's ``workers``, so under
+    throttling a worker publishes at ``cap / workers``: a chunk of ``V`` values keeps its
+    transaction open ``V * workers / cap`` seconds. That must stay under ``fraction`` of the
+    timeout, or the broker aborts the transaction and the chunk is redone forever. Without a
+    cap, ``max_values_per_chunk`` alone bounds it (``0``: no bound at all); with one, the bound
+    applies even when ``max_values_per_chunk`` is ``0``.
+    """
+    if publish_values_per_second <= 0:
+        return max_values_per_chunk
+    bound = max(1, int(fraction * transaction_timeout_s * publish_values_per_second / workers))
+    return bound if max_values_per_chunk <= 0 else min(max_values_per_chunk, bound)
 
 
 def plan(

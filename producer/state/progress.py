@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from producer.outcomes import PointChunkTally
-from producer.planner import Plan
+from producer.planning.planner import Plan
+from producer.state.outcomes import PointChunkTally
 from shared.batch import from_micros
 
 Clock = Callable[[], float]
@@ -190,7 +190,7 @@ class RequestProgress:
         that moment) and as a chunk (completed only if every point is)."""
         failed = {str(e["point"]): str(e["error"]) for e in errors}
         partial = [p for p in points if p not in failed] if cut_at_us is not None else []
-        self.points.record(points, skipped=skipped, failed=failed, partial=partial)
+        self.points.record(points, skipped=skipped, failed=failed, partial=partial, chunk=index)
         if cut_at_us is not None:
             self.chunk_cut(index, cut_at_us)
         if errors:
@@ -308,7 +308,7 @@ class RequestProgress:
         already present), ``failedChunks`` at least one point failed, ``partialChunks`` the
         window reached past its read and was recorded only up to it.
 
-        Point-chunks (one point over one chunk's window; see :mod:`producer.outcomes`):
+        Point-chunks (one point over one chunk's window; see :mod:`producer.state.outcomes`):
         ``completedPointChunks`` published by this request, ``skippedPointChunks`` already
         present, ``failedPointChunks``, ``partialPointChunks``. ``failedPoints``: point -> error
         (at most 100; ``failedPointCount`` says how many); ``pointsCompleted``: points whose

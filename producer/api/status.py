@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from producer.errors import RequestRejected
-from producer.progress import RequestProgress, Status, iso
-from producer.requests import StartBody
+from producer.planning.requests import StartBody
+from producer.state.progress import RequestProgress, Status, iso
 from shared.batch import from_micros
 
 RECENT_FINISHED = timedelta(hours=1)

@@ -236,12 +236,27 @@ def status(
             r["finishedAt"] if r["status"] in FINAL else _duration(r["etaSeconds"]),
         )
     console.print(table)
+    if "fleet" in data:
+        console.print(fleet_table(data["fleet"]))
     stats = data["stats"]
     console.print(
         f"queue depth {data['queueDepth']}; completed {stats['completedRequests']}, "
         f"failed {stats['failedRequests']}; {stats['totalPointsBackfilled']:,} values in "
         f"{stats['totalBatchesPublished']:,} batches; {stats['failedChunks']} failed chunks"
     )
+
+
+def fleet_table(fleet: dict[str, Any]) -> Table:
+    """Which member holds which task partitions, and how many tasks of each request it did."""
+    table = Table("member", "worker", "task partitions", "tasks done (request: count)")
+    for member, info in sorted(fleet.get("members", {}).items()):
+        done = ", ".join(f"{rid[:8]}: {n}" for rid, n in sorted(info.get("tasksDone", {}).items()))
+        workers = sorted(info.get("workers", {}).items()) or [("-", [])]
+        for i, (wid, partitions) in enumerate(workers):
+            held = ",".join(str(p) for p in partitions) or "-"
+            table.add_row(member if i == 0 else "", wid, held, done if i == 0 else "")
+    table.title = f"fleet (answered by {fleet.get('instance')})"
+    return table
 
 
 def _act(action: str, request_id: str, url: str, token: str | None) -> None:

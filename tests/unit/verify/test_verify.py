@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from producer import checkpoints as cp
-from producer.planner import Chunk, Plan
+from producer.planning.planner import Chunk, Plan
 from producer.sources.base import PointComplete, PointFailure, SourceItem, TimeWindow
 from producer.sources.errors import ServerError
 from producer.sources.simulator import SimulatorConfig, SimulatorSource
-from producer.verify import Verifier
-from producer.verify_checks import (
+from producer.state import checkpoints as cp
+from shared.batch import from_micros, to_micros
+from simulators.data import expected_count
+from verify.checks import (
     GAP_ROWS_PER_QUERY,
     SHOW_EVERY_ROW,
     Checks,
@@ -34,8 +35,7 @@ from producer.verify_checks import (
     window_gaps,
     window_query,
 )
-from shared.batch import from_micros, to_micros
-from simulators.data import expected_count
+from verify.verifier import Verifier
 
 MIN = 60_000_000
 T0 = to_micros(datetime(2026, 1, 9, tzinfo=UTC))

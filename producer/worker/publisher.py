@@ -116,10 +116,18 @@ class BackfillPublisher:
         max_in_flight: int = 1000,
         factory: ProducerFactory = Producer,
         timeout_s: float = 30.0,
+        txn_id: str | None = None,
+        commit_delay_s: float = 0.0,
     ) -> None:
         self.settings = settings
         self.worker = worker
-        self.transactional_id = transactional_id(settings, worker)
+        self.transactional_id = txn_id or transactional_id(settings, worker)
+        self.offsets: list[Any] | None = None
+        """Fleet mode: consumer offsets (``TopicPartition``) every commit carries, with
+        :attr:`group_metadata`: the task being worked on (fencing a zombie by the group's
+        generation) or the one after it (the task consumed, atomically with its data)."""
+        self.group_metadata: Any = None
+        self._commit_delay_s = commit_delay_s
         self._codec = codec
         self._factory = factory
         self._timeout = timeout_s
@@ -170,7 +178,7 @@ class BackfillPublisher:
 
     def take_ends(self) -> dict[int, int]:
         """Per partition, the offset after the last data message of the transaction just
-        committed (the commit served every delivery report): see ``producer.ingested``."""
+        committed (the commit served every delivery report): see ``producer.state.ingested``."""
         ends, self._ends = self._ends, {}
         return ends
 
@@ -188,6 +196,17 @@ class BackfillPublisher:
         could drop a transaction the broker already committed); one that requires an abort
         raises, and the caller aborts and redoes the chunk.
         """
+        if self._commit_delay_s:  # TEST_COMMIT_DELAY_SECONDS: a window to kill us mid-commit
+            self._producer.flush(self._timeout)  # the transaction's records are on the broker
+            log.warning("commit_delayed_for_test", seconds=self._commit_delay_s)
+            time.sleep(self._commit_delay_s)
+        if self.offsets is not None:
+            try:
+                self._producer.send_offsets_to_transaction(
+                    self.offsets, self.group_metadata, self._timeout
+                )
+            except KafkaException as exc:
+                raise _translate(exc, "send_offsets_to_transaction") from exc
         for attempt in range(1, attempts + 1):
             try:
                 self._producer.commit_transaction(self._timeout)

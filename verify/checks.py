@@ -1,4 +1,4 @@
-"""The checks of ``histfill verify`` (:mod:`producer.verify`), pure: no I/O here.
+"""The checks of ``histfill verify`` (:mod:`verify.verifier`), pure: no I/O here.
 
 What QuestDB holds of a point in a window (:class:`PointStats`, from the one query per window
 :func:`window_query` builds), what the source holds (:class:`SourceTally`, fed page by page), the
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from producer.planner import Chunk
-from producer.progress import iso
+from producer.planning.planner import Chunk
+from producer.state.progress import iso
 from shared.batch import Int64Array, from_micros
 
 GAP_ROWS_PER_QUERY = 10_000

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from producer.checkpoints import StateView
-from producer.planner import Plan
-from producer.progress import RequestProgress, Status
+from producer.planning.planner import Plan
+from producer.state.checkpoints import StateView
+from producer.state.progress import RequestProgress, Status
 from shared.batch import to_micros
 
 
@@ -57,7 +57,11 @@ def restore_outcomes(
             failed = {p: e for p, e in failures.get(chunk.index, {}).items() if p in pending}
             partial = [p for p in pending if p not in failed]
             progress.points.record(
-                chunk.points, skipped=present - mine, failed=failed, partial=partial
+                chunk.points,
+                skipped=present - mine,
+                failed=failed,
+                partial=partial,
+                chunk=chunk.index,
             )
             if failed:
                 progress.failed.add(chunk.index)

@@ -1,6 +1,6 @@
 """Backfill state on the compacted state topic: the records, and the view rebuilt from them.
 
-Four kinds of record, each under a key that compaction keeps the latest value of:
+These kinds of record, each under a key that compaction keeps the latest value of:
 
 ``request:<id>``
     a request as submitted (its plan parameters, so the plan is reproducible) and its status.
@@ -16,8 +16,14 @@ Four kinds of record, each under a key that compaction keeps the latest value of
 ``failed:<id>:<chunk index>:<point>``
     a point that could not be read after its retries, with the error; a tombstone clears it once
     a later attempt succeeds.
+``task:<id>:<chunk index>`` (fleet mode)
+    the outcome of one chunk task and the member that ran it, committed in the same Kafka
+    transaction as the task's consumer offset (:mod:`producer.fleet.member`).
+``member:<instance>.w<worker>`` (fleet mode)
+    a fleet worker's transactional id and the task partitions it holds; a survivor fences the
+    id of a worker gone from the group and deletes the record.
 ``verified:<connector>:<start_us>:<end_us>:<digest of points>``
-    the latest ``histfill verify`` of a chunk (:mod:`producer.verify`): ``ok`` says whether every
+    the latest ``histfill verify`` of a chunk (:mod:`verify.verifier`): ``ok`` says whether every
     point's QuestDB rows matched the source's count with no unexplained gap and no value out of
     range. Keyed like the chunk's ``done:`` checkpoint, so it sits beside it whichever request
     wrote the data; the record names the request it was checked for (``requestId``, or null).
@@ -27,7 +33,7 @@ The values are JSON rather than Avro: this is a low-volume control plane an oper
 ``kafka-console-consumer``, and ``schemas/`` is the single record family of the data codec (its
 ``SchemaStore`` reads every ``*.avsc`` there as a version of the data batch).
 
-Everything here is pure; :mod:`producer.state_io` reads and writes the topic.
+Everything here is pure; :mod:`producer.state.reader` reads and writes the topic.
 """
 
 from __future__ import annotations
@@ -38,12 +44,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from producer.planner import points_digest
+from producer.planning.planner import points_digest
 
 REQUEST = "request"
 DONE = "done"
 FAILED = "failed"
 VERIFIED = "verified"
+TASK = "task"
+MEMBER = "member"
 META_WORKERS_KEY = "meta:workers"
 
 
@@ -60,6 +68,16 @@ def done_key(connector: str, start_us: int, end_us: int, points: tuple[str, ...]
 def failed_key(request_id: str, chunk_index: int, point: str) -> str:
     """State key of one point's failure in one chunk of one request."""
     return f"{FAILED}:{request_id}:{chunk_index}:{point}"
+
+
+def task_key(request_id: str, chunk_index: int) -> str:
+    """State key of a fleet task's outcome (written with the task's consumer offset)."""
+    return f"{TASK}:{request_id}:{chunk_index}"
+
+
+def member_key(worker_id: str) -> str:
+    """State key of a fleet worker: its transactional id and the task partitions it holds."""
+    return f"{MEMBER}:{worker_id}"
 
 
 def verified_key(connector: str, start_us: int, end_us: int, points: tuple[str, ...]) -> str:
@@ -157,6 +175,8 @@ class StateView:
         default_factory=lambda: defaultdict(dict)
     )
     verified: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_workers: int = 0
     records: int = 0
 
@@ -183,8 +203,25 @@ class StateView:
                 self.verified.pop(key, None)
             else:
                 self.verified[key] = decode(value)
+        elif kind in (TASK, MEMBER):
+            self._apply_fleet(kind, key, value)
         elif key == META_WORKERS_KEY and value is not None:
             self.max_workers = max(self.max_workers, int(decode(value).get("maxWorkers", 0)))
+
+    def _apply_fleet(self, kind: str, key: str, value: bytes | None) -> None:
+        """Fold a fleet record: a task's outcome or a worker's registration."""
+        if kind == TASK:
+            _, request_id, index = key.split(":", 2)
+            if value is None:
+                self.tasks[request_id].pop(int(index), None)
+            else:
+                self.tasks[request_id][int(index)] = decode(value)
+        else:
+            worker_id = key.split(":", 1)[1]
+            if value is None:
+                self.members.pop(worker_id, None)
+            else:
+                self.members[worker_id] = decode(value)
 
     def apply_done(self, record: dict[str, Any]) -> None:
         """Fold a chunk checkpoint: its points now cover its window."""

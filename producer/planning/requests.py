@@ -22,7 +22,7 @@ The rules, by field:
   ``MAX_CHUNKS_PER_REQUEST`` chunks (windows x point groups).
 
 The HTTP layer adds the body-level rules: a body over ``API_MAX_BODY_BYTES`` is a 413 before
-it is parsed, and a body that is not JSON is a 400 naming line and column (:mod:`producer.api`).
+it is parsed, and a body that is not JSON is a 400 naming line and column (:mod:`producer.api.app`).
 """
 
 from __future__ import annotations
@@ -37,11 +37,18 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from producer import checkpoints as cp
 from producer.errors import RequestRejected
-from producer.planner import ChunkSizeError, format_timespan, parse_chunk_size, plan
-from producer.progress import BackfillRequest, Status, iso
+from producer.planning.planner import (
+    ChunkSizeError,
+    format_timespan,
+    parse_chunk_size,
+    plan,
+    transaction_values_bound,
+)
 from producer.sources.pi_web_api import is_point_path
+from producer.state import checkpoints as cp
+from producer.state.progress import BackfillRequest, Status, iso
+from producer.worker.publisher import TRANSACTION_TIMEOUT_MS
 from shared.batch import to_micros
 from shared.kafka import PRODUCER_MESSAGE_MAX_BYTES
 from shared.settings import ProducerSettings
@@ -116,7 +123,12 @@ class Limits:
             max_points=settings.max_points_per_request,
             group_size=settings.points_per_request,
             default_chunk=settings.default_chunk_size,
-            max_values_per_chunk=settings.max_values_per_chunk,
+            max_values_per_chunk=transaction_values_bound(
+                settings.max_values_per_chunk,
+                settings.publish_max_values_per_second,
+                settings.backfill_workers,
+                TRANSACTION_TIMEOUT_MS / 1000,
+            ),
             values_per_second=1.0 / settings.expected_sample_interval_seconds,
             max_name_length=settings.max_point_name_length,
             max_window_days=settings.max_window_days,

@@ -1,9 +1,9 @@
-"""Reading the state topic back into a :class:`~producer.checkpoints.StateView` at start.
+"""Reading the state topic back into a :class:`~producer.state.checkpoints.StateView` at start.
 
 The reader uses ``read_committed`` and assigns every partition from the beginning, with no
 consumer group (nothing is committed: the whole compacted topic is the state). It reads until
 each partition reports EOF, which for ``read_committed`` means "up to the last stable offset":
-run :func:`producer.publisher.fence` first, so no crashed transaction holds that offset back.
+run :func:`producer.worker.publisher.fence` first, so no crashed transaction holds that offset back.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import uuid
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from producer.checkpoints import StateView
 from producer.errors import StateError
+from producer.state.checkpoints import StateView
 from shared.kafka import consumer_config
 from shared.settings import CommonSettings
 

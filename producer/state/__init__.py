@@ -1,0 +1,1 @@
+"""Backfill state: the compacted state topic's records, the progress they add up to, restore."""

@@ -1,0 +1,1 @@
+"""The backfill workers: the orchestrator, one chunk's transaction, the Kafka publishers."""
