@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +48,7 @@ COMPRESSION_LEVEL = 3
 ENCODINGS = {"ts": "DELTA_BINARY_PACKED"}
 DICTIONARY = ["value", "quality", "text", "connector"]
 META_PREFIX = "histfill."
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,13 @@ def _iso(ts: datetime | None) -> str:
 
 
 def _bounds(table: pa.Table) -> tuple[datetime | None, datetime | None]:
+    """First and last ``ts`` as UTC datetimes. Read as int64 microseconds, not through
+    ``TimestampScalar.as_py()``: that imports pandas (~45 MB RSS) on its first call."""
     if table.num_rows == 0:
         return None, None
-    ts = table.column("ts")
-    return ts[0].as_py(), ts[table.num_rows - 1].as_py()
+    ts = table.column("ts").cast(pa.int64())
+    first, last = ts[0].as_py(), ts[table.num_rows - 1].as_py()
+    return _EPOCH + timedelta(microseconds=first), _EPOCH + timedelta(microseconds=last)
 
 
 def encode(table: pa.Table, point: str, month: Month) -> tuple[bytes, ObjectMeta]:

@@ -17,6 +17,7 @@ from archive.backfill import ProducerClient, backfill_missing
 from archive.errors import BadArchiveRequest, CorruptObjectError
 from archive.hot_window import PruneReport, prune
 from archive.keys import Month, months
+from archive.nopandas import hide_pandas
 from archive.progress import Progress
 from archive.query import QueryLimits, QueryService
 from archive.questdb_tier import QuestTier
@@ -34,7 +35,9 @@ def lean_memory() -> None:
     peaked at 405 MB; glibc's malloc with a fixed mmap threshold and two arenas
     (:func:`shared.malloc.tune_malloc`) returns each point-month's buffers when freed.
     Measured on ``bench/archive.py``: see the README. Call before any thread starts.
+    pandas is kept out too (:mod:`archive.nopandas`: pyarrow would import it, ~30 MB).
     """
+    hide_pandas()
     tune_malloc()
     pa.set_memory_pool(pa.system_memory_pool())
 

@@ -1,7 +1,9 @@
 """``histfill``: the operator's entry point.
 
 Each subcommand is a thin shell around a module that does the work, so the same code serves the
-CLI, the services and the tests.
+CLI, the services and the tests. A command imports its heavy modules (the stack's redis and
+psutil, Kafka's client, the producer's verify) inside its function: `histfill archive` runs in a
+process whose peak RSS has a goal (<= 200 MB), and every command pays this module's imports.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from archive.cli import archive_command, query_command, verify_archive_command
-from histfill import stack as stack_mod
 from producer.api.cli import app as backfill_app
 from producer.api.cli import run_service
-from shared.bootstrap import ensure_infrastructure
 from shared.errors import HistfillError
 from shared.logging import configure_logging
 from shared.settings import (
@@ -28,7 +28,6 @@ from shared.settings import (
     env_table,
     load_settings,
 )
-from verify.verifier import verify_command
 
 if TYPE_CHECKING:
     from histfill.lagview import LagProbe
@@ -67,12 +66,16 @@ def verify(
 ) -> None:
     """Compare QuestDB with the source (or, with --archive, the archive with QuestDB); exit 1
     on mismatch. `histfill verify --help` / `histfill verify --archive --help` for options."""
-    inner = archive_verify_app if archive else source_verify_app
+    if archive:
+        inner = archive_verify_app
+    else:
+        from verify.verifier import verify_command  # noqa: PLC0415  # Kafka's client on demand
+
+        inner = typer.Typer(add_completion=False)
+        inner.command()(verify_command)
     inner(args=ctx.args, prog_name=f"histfill verify{' --archive' if archive else ''}")
 
 
-source_verify_app = typer.Typer(add_completion=False)
-source_verify_app.command()(verify_command)
 archive_verify_app = typer.Typer(add_completion=False)
 archive_verify_app.command()(verify_archive_command)
 
@@ -102,6 +105,8 @@ def stack_up(
 ) -> None:
     """Fetch the pinned jars if needed and start Kafka (9092), QuestDB (9000/8812), Redis
     (6379) and S3Proxy (9100)."""
+    from histfill import stack as stack_mod  # noqa: PLC0415
+
     try:
         outcome = stack_mod.up(timeout=timeout, prometheus=prometheus)
     except HistfillError as exc:
@@ -125,6 +130,8 @@ def stack_tools() -> None:
 @stack_app.command("down")
 def stack_down() -> None:
     """Stop every process `stack up` started."""
+    from histfill import stack as stack_mod  # noqa: PLC0415
+
     for name, stopped in stack_mod.down().items():
         console.print(f"{name:8} {'stopped' if stopped else 'not running'}")
 
@@ -132,6 +139,8 @@ def stack_down() -> None:
 @stack_app.command("status")
 def stack_status() -> None:
     """Show each service's pid and whether it answers; exit 1 if any is down."""
+    from histfill import stack as stack_mod  # noqa: PLC0415
+
     table = Table("service", "port", "pid", "ready")
     all_ready = True
     for st in stack_mod.status():
@@ -145,6 +154,8 @@ def stack_status() -> None:
 @app.command("init")
 def init() -> None:
     """Create the topics and the QuestDB table if missing (compose's one-shot init)."""
+    from shared.bootstrap import ensure_infrastructure  # noqa: PLC0415
+
     try:
         settings = load_settings(CommonSettings)
         created, check = ensure_infrastructure(settings)
@@ -171,7 +182,9 @@ def run(
     producer_url: str = typer.Option("http://127.0.0.1:5052", help="The producer's API."),
 ) -> None:
     """The main job: backfill the seed's points and 100 more from the PI simulator, verify."""
+    from histfill import stack as stack_mod  # noqa: PLC0415
     from histfill.run import main_job  # noqa: PLC0415  # heavy imports only for this command
+    from shared.bootstrap import ensure_infrastructure  # noqa: PLC0415
 
     try:
         settings = load_settings(ConsumerSettings)
