@@ -286,6 +286,17 @@ class FleetOrchestrator(Orchestrator):
     async def _finish_request(self, record: dict[str, Any]) -> None:
         await self.tailer.catch_up()  # the failures of the last tasks are in the view
         request_id = record["requestId"]
+        record = self.view.requests.get(request_id, record)
+        if Status(record["status"]).final:  # another member finished or cancelled it meanwhile
+            return
+        tasks = self.view.tasks.get(request_id, {})
+        if any(t.get("outcome") == "cancelled" for t in tasks.values()):
+            # a task ends "cancelled" only once the request was: the cancel record may still be
+            # on its way here, and judging its unread chunks as cut would say Partial
+            progress = self._entry_from_record(record, Status.CANCELLED).progress
+            progress.finish(Status.CANCELLED, "cancelled by request", now=self._now)
+            await self._save_progress(progress)
+            return
         progress = self._entry_from_record(record, Status.COMPLETED).progress
         final = progress.final_status()
         progress = self._entry_from_record(record, final).progress

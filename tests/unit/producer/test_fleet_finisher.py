@@ -1,0 +1,85 @@
+"""How the fleet's finisher ends a request once every task has an outcome (no Kafka here)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from producer.fleet.coordinator import FleetOrchestrator
+from producer.sources.connectors import Connectors
+from producer.state import checkpoints as cp
+from producer.state.progress import Status
+from shared.settings import ProducerSettings, load_settings
+from tests.unit.producer.test_producer_outcomes import request
+
+
+def _member() -> tuple[FleetOrchestrator, list[dict[str, Any]]]:
+    settings = load_settings(ProducerSettings)
+    member = FleetOrchestrator(settings, Connectors.from_settings(settings))
+    saved: list[dict[str, Any]] = []
+
+    async def put(key: str, record: dict[str, Any] | None) -> None:
+        assert record is not None
+        saved.append(record)
+
+    async def caught_up(timeout_s: float = 30.0) -> None:
+        return None
+
+    member._put = put  # type: ignore[method-assign]
+    member.tailer.catch_up = caught_up  # type: ignore[method-assign]
+    return member, saved
+
+
+def _tasks(member: FleetOrchestrator, outcomes: list[str]) -> None:
+    for index, outcome in enumerate(outcomes):
+        task = {"kind": "task", "requestId": "r1", "chunkIndex": index, "outcome": outcome}
+        member.view.apply(cp.task_key("r1", index), cp.encode(task))
+
+
+def test_tasks_ended_cancelled_finish_the_request_cancelled() -> None:
+    """The member that cancelled wrote ``Cancelled``; another member whose view still says
+    ``Running`` sees every task ended (the later ones ``cancelled``) and must not judge the
+    unread chunks as cut at the read moment (``Partial``)."""
+    member, saved = _member()
+    req = request(hours=2)
+    record = req.to_record(Status.RUNNING)
+    member.view.requests["r1"] = record
+    _tasks(member, ["skipped", "cancelled"])
+    asyncio.run(member._finish_request(record))
+    assert [r["status"] for r in saved] == ["Cancelled"]
+
+
+def test_a_request_already_final_in_the_view_is_left_as_it_is() -> None:
+    """The record passed in is from before the catch-up: the view's newer final record wins."""
+    member, saved = _member()
+    req = request(hours=2)
+    stale = req.to_record(Status.RUNNING)
+    member.view.requests["r1"] = req.to_record(Status.CANCELLED)
+    _tasks(member, ["skipped", "skipped"])
+    asyncio.run(member._finish_request(stale))
+    assert saved == []
+
+
+def test_tasks_all_done_finish_the_request_completed() -> None:
+    """The ordinary end: every chunk's points hold their window, the request is Completed."""
+    member, saved = _member()
+    req = request(hours=2)
+    record = req.to_record(Status.RUNNING)
+    member.view.requests["r1"] = record
+    for chunk in req.plan():
+        done = {
+            "requestId": "r1",
+            "chunkIndex": chunk.index,
+            "connector": "Simulator",
+            "points": list(chunk.points),
+            "startUs": chunk.start_us,
+            "endUs": chunk.end_us,
+            "values": 10,
+            "batches": 1,
+        }
+        member.view.apply(
+            cp.done_key("Simulator", chunk.start_us, chunk.end_us, chunk.points), cp.encode(done)
+        )
+    _tasks(member, ["committed", "committed"])
+    asyncio.run(member._finish_request(record))
+    assert [r["status"] for r in saved] == ["Completed"]
