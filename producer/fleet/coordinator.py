@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ from shared.settings import ProducerSettings
 log = structlog.get_logger(__name__)
 FINISH_CHECK_S = 1.0
 STABLE_TRIES = 15
+SYNC_WAIT_S = 5.0  # an id another member just accepted reaches every member well within it
 
 
 class FleetOrchestrator(Orchestrator):
@@ -188,10 +190,22 @@ class FleetOrchestrator(Orchestrator):
         """The runner every worker of this member shares (sources, throttle, state view)."""
         return self._runner
 
-    async def sync(self, request_id: str) -> None:
-        """A request another member accepted a moment ago: read the state topic up to now."""
-        if request_id not in self.view.requests:
-            await self.tailer.catch_up(timeout_s=10.0)
+    async def sync(self, request_id: str, timeout_s: float = SYNC_WAIT_S) -> None:
+        """A request another member accepted a moment ago: read the state topic until it is here.
+
+        One catch-up is not enough: Kafka acknowledges a transaction's commit once its
+        coordinator logged the decision, and writes the commit markers to the partitions just
+        after, so for a moment the stable end still lies before the request's record. An id
+        still unknown after ``timeout_s`` is unknown (404).
+        """
+        deadline = time.monotonic() + timeout_s
+        while request_id not in self.view.requests:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await self.tailer.catch_up(timeout_s=max(remaining, 1.0))
+            if request_id not in self.view.requests:
+                await asyncio.sleep(min(0.1, max(remaining, 0.0)))
 
     def refresh(self) -> None:
         """Every request's progress, rebuilt from the tailed state topic."""

@@ -83,3 +83,29 @@ def test_tasks_all_done_finish_the_request_completed() -> None:
     _tasks(member, ["committed", "committed"])
     asyncio.run(member._finish_request(record))
     assert [r["status"] for r in saved] == ["Completed"]
+
+
+def test_sync_waits_for_a_request_whose_commit_markers_lag() -> None:
+    """Kafka acknowledges a commit before its markers reach the partitions: the first catch-up
+    can end before the record of a request another member just accepted. ``sync`` keeps
+    catching up until it is there (a cancel through another member was a 404 before)."""
+    member, _ = _member()
+    record = request().to_record(Status.QUEUED)
+    calls = []
+
+    async def lagging(timeout_s: float = 30.0) -> None:
+        calls.append(timeout_s)
+        if len(calls) == 3:  # the markers are written by the third catch-up
+            member.view.requests["r1"] = record
+
+    member.tailer.catch_up = lagging  # type: ignore[method-assign]
+    asyncio.run(member.sync("r1"))
+    assert member.get("r1").request.request_id == "r1"
+    assert len(calls) == 3
+
+
+def test_sync_gives_up_on_an_unknown_id_after_its_wait() -> None:
+    """An id nobody accepted is unknown once the wait is over (the API answers 404)."""
+    member, _ = _member()
+    asyncio.run(member.sync("nobody", timeout_s=0.3))
+    assert "nobody" not in member.view.requests
