@@ -7,11 +7,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
-from producer.api.app import ApiError, ok
+from producer.api.app import ok
 from producer.upkeep.changes import SinceError, parse_since, report
 from producer.upkeep.repull import Repull
 from shared.settings import ProducerSettings
+
+
+def _bad(message: str, field: str) -> JSONResponse:
+    """The API's failure envelope (a 400 naming the query parameter)."""
+    body = {"success": False, "data": None, "error": {"field": field, "message": message}}
+    return JSONResponse(body, status_code=400)
 
 
 def add_changes_route(
@@ -27,13 +34,13 @@ def add_changes_route(
         try:
             start = parse_since(since, now)
         except SinceError as exc:
-            raise ApiError(400, str(exc), "since") from exc
+            return _bad(str(exc), "since")
         try:
             end = now if until is None else parse_since(until, now)
         except SinceError as exc:
-            raise ApiError(400, str(exc), "until") from exc
+            return _bad(str(exc), "until")
         if end <= start:
-            raise ApiError(400, "until must be after since", "until")
+            return _bad("until must be after since", "until")
         data = await asyncio.to_thread(report, settings, start, end, point or None)
         if repull is not None and repull.last is not None:
             data["lastRepull"] = repull.last.as_dict()

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -300,7 +300,7 @@ class Repull:
         records = change_records(
             "repull",
             result.run_id,
-            from_micros(int(self._clock() * 1_000_000)),
+            datetime.now(UTC),  # when the change was seen: the report's time, as Kafka's
             (result.start_us, result.end_us),
             result.changes,
         )
