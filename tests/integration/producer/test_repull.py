@@ -85,7 +85,8 @@ class Rig:
 
 @pytest.fixture
 def rig(stack_env: dict[str, str], infra: ConsumerSettings) -> Iterator[Rig]:  # noqa: F811
-    sim = PISimulator(PISimulatorOptions(generated_tags=len(TAGS), username="pi", password="pw"))
+    options = PISimulatorOptions(generated_tags=len(TAGS), username="pi", password="pw")  # noqa: S106  # the simulator's test credentials
+    sim = PISimulator(options)
     with serve_in_thread(sim.app) as served:
         env = {
             **stack_env,
@@ -142,12 +143,14 @@ def test_edits_and_late_values_are_repulled_once_and_reported(
     start_consumer()
     table = rig.settings.qdb_table
     first = rig.run()
-    assert first.skipped is None and not first.failed_points
+    assert first.skipped is None
+    assert not first.failed_points
     per_point = 120  # 2 h of 1-minute values, start included, end excluded
     assert (first.added, first.changed) == (len(POINTS) * per_point, 0)
 
     quiet = rig.run_when_ready()
-    assert quiet.published == 0 and quiet.values_read == len(POINTS) * per_point
+    assert quiet.published == 0
+    assert quiet.values_read == len(POINTS) * per_point
     messages_before = len(read_committed(rig.settings))
 
     latest_key = f"{rig.settings.redis_key_prefix}{POINTS[0]}"
@@ -179,11 +182,10 @@ def test_edits_and_late_values_are_repulled_once_and_reported(
     assert duplicate_keys(qdb, table) == []
     for (point, ts), value in changed.items():
         got = qdb.rows(
-            f"SELECT value FROM {table} WHERE source_address = '{point}' "  # noqa: S608
-            f"AND ts = '{_iso(ts)}'"
+            f"SELECT value FROM {table} WHERE source_address = '{point}' AND ts = '{_iso(ts)}'"
         )
         assert got == [[value]], (point, ts)
-    late_rows = qdb.scalar(f"SELECT count() FROM {table} WHERE quality = 2 AND value = 1.25")  # noqa: S608
+    late_rows = qdb.scalar(f"SELECT count() FROM {table} WHERE quality = 2 AND value = 1.25")
     assert late_rows == 500
     assert redis_client.hgetall(latest_key) == latest_before  # an older edit never wins
 
@@ -214,7 +216,8 @@ def test_edits_and_late_values_are_repulled_once_and_reported(
         ).json()["data"]
         assert one["totals"] == {"added": 100, "changed": 2}
         bad = httpx.get(f"{served.url}/api/backfill/changes", params={"since": "yesterday"})
-        assert bad.status_code == 400 and bad.json()["error"]["field"] == "since"
+        assert bad.status_code == 400
+        assert bad.json()["error"]["field"] == "since"
         out = CliRunner().invoke(cli_app, ["changes", "--since", since, "--url", served.url])
         assert out.exit_code == 0, out.output
         assert "500 values added, 10 changed, 5 points, 1 runs" in out.output
