@@ -35,6 +35,7 @@ import numpy as np
 import structlog
 from confluent_kafka.admin import AdminClient
 
+from producer.errors import FencedError
 from producer.planning.planner import ChunkSizeError, parse_chunk_size
 from producer.sources.base import PointFailure, TimeWindow
 from producer.sources.connectors import Connectors
@@ -122,6 +123,19 @@ def live_points(settings: ProducerSettings) -> list[str]:
     return list(dict.fromkeys(p.strip() for p in settings.live_points.split(",") if p.strip()))
 
 
+def next_window(
+    now_us: int, lag_us: int, window_us: int, last_end_us: int | None
+) -> tuple[int, int]:
+    """``[start, end)`` of a run: the trailing window ending ``lag_us`` before now, reaching
+    back to the previous run's end when that is older (runs were skipped or the timer stalled:
+    nothing between two runs goes unread)."""
+    end_us = now_us - lag_us
+    start_us = end_us - window_us
+    if last_end_us is not None:
+        start_us = min(start_us, last_end_us)
+    return start_us, end_us
+
+
 def _concat(batches: list[PointBatch]) -> Rows:
     if len(batches) == 1:
         b = batches[0]
@@ -199,7 +213,7 @@ class Repull:
     async def run_once(self) -> RunResult:
         """Re-read the window, publish what differs; the run's result (skipped: not run)."""
         started = time.monotonic()
-        result = RunResult(uuid.uuid4().hex[:12])
+        result = RunResult(uuid.uuid4().hex[:12], points=len(self.points))
         waiting = await asyncio.to_thread(self._previous_visible)
         if waiting is not None:
             result.skipped = waiting
@@ -207,11 +221,8 @@ class Repull:
             self.last = result
             return result
         now_us = int(self._clock() * 1_000_000)
-        end_us = now_us - self.lag_us
-        start_us = end_us - self.window_us
-        if self._last_end_us is not None:
-            start_us = min(start_us, self._last_end_us)  # missed runs: since the last one
-        result.start_us, result.end_us, result.points = start_us, end_us, len(self.points)
+        start_us, end_us = next_window(now_us, self.lag_us, self.window_us, self._last_end_us)
+        result.start_us, result.end_us = start_us, end_us
         window = TimeWindow.from_micros(start_us, end_us)
         gate = asyncio.Semaphore(CONCURRENT_BATCHES)
         groups = [
@@ -311,6 +322,13 @@ class Repull:
             for key, value in records:
                 publisher.put(self.settings.topic_changes, key, value)
             publisher.commit()
+        except FencedError:
+            # another producer took the re-pull's transactional id (REPULL_ENABLED on two
+            # producers): this one starts afresh next time, fencing it back, and says so
+            log.warning("repull_fenced", hint="enable the re-pull on one producer only")
+            publisher.close()
+            self._publisher = None
+            raise
         except HistfillError:
             publisher.abort()
             raise

@@ -20,6 +20,7 @@ from producer.upkeep.changes import (
 )
 from producer.upkeep.changes_cli import render
 from producer.upkeep.diff import HOUR_US, Rows, diff_point, last_per_instant, no_rows
+from producer.upkeep.repull import next_window
 
 NAN = math.nan
 
@@ -166,3 +167,12 @@ def test_since_is_a_duration_or_a_zoned_time() -> None:
     for bad in ("yesterday", "2026-01-01T00:00:00", "-1d"):
         with pytest.raises(SinceError):
             parse_since(bad, now)
+
+
+def test_the_window_trails_now_and_reaches_back_to_the_last_run() -> None:
+    """A run reads ``[now - lag - window, now - lag)``; after missed runs it starts where the
+    last run ended, so nothing between two runs goes unread; a recent last run changes nothing."""
+    h = HOUR_US
+    assert next_window(10 * h, 60, 2 * h, None) == (8 * h - 60, 10 * h - 60)
+    assert next_window(10 * h, 0, 2 * h, 9 * h) == (8 * h, 10 * h)
+    assert next_window(10 * h, 0, 2 * h, 5 * h) == (5 * h, 10 * h)
