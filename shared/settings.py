@@ -457,8 +457,8 @@ class ProducerSettings(CommonSettings):
     )
     repull_window: str = Field(
         "2h",
-        description="Trailing window each re-pull re-reads (`2h`, `PT2H`, `02:00:00`); "
-        "after missed runs it reaches back to the end of the last run instead.",
+        description="Trailing window each re-pull re-reads (`2h`, `PT2H`, `02:00:00`); after "
+        "missed runs it reaches back to the end of the last run instead (at most 12 windows).",
     )
     repull_lag_seconds: float = Field(
         60.0,

@@ -57,6 +57,8 @@ REQUEST_ID = "repull"
 BATCH_POINTS = 200
 """Points read from the source and QuestDB together: one QuestDB query each."""
 CONCURRENT_BATCHES = 4
+CATCH_UP_WINDOWS = 12
+"""After missed runs a run reaches back at most this many windows (2 h: a day)."""
 
 
 class RepullPublisher(BackfillPublisher):
@@ -128,11 +130,12 @@ def next_window(
 ) -> tuple[int, int]:
     """``[start, end)`` of a run: the trailing window ending ``lag_us`` before now, reaching
     back to the previous run's end when that is older (runs were skipped or the timer stalled:
-    nothing between two runs goes unread)."""
+    nothing between two runs goes unread), at most ``CATCH_UP_WINDOWS`` windows back."""
     end_us = now_us - lag_us
     start_us = end_us - window_us
     if last_end_us is not None:
-        start_us = min(start_us, last_end_us)
+        # a longer outage is a hole for the repair scheduler, not one huge transaction here
+        start_us = min(start_us, max(last_end_us, end_us - CATCH_UP_WINDOWS * window_us))
     return start_us, end_us
 
 

@@ -171,8 +171,10 @@ def test_since_is_a_duration_or_a_zoned_time() -> None:
 
 def test_the_window_trails_now_and_reaches_back_to_the_last_run() -> None:
     """A run reads ``[now - lag - window, now - lag)``; after missed runs it starts where the
-    last run ended, so nothing between two runs goes unread; a recent last run changes nothing."""
+    last run ended, so nothing between two runs goes unread (up to CATCH_UP_WINDOWS windows);
+    a recent last run changes nothing."""
     h = HOUR_US
     assert next_window(10 * h, 60, 2 * h, None) == (8 * h - 60, 10 * h - 60)
     assert next_window(10 * h, 0, 2 * h, 9 * h) == (8 * h, 10 * h)
     assert next_window(10 * h, 0, 2 * h, 5 * h) == (5 * h, 10 * h)
+    assert next_window(100 * h, 0, 2 * h, 5 * h) == (100 * h - 24 * h, 100 * h)  # capped
