@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from confluent_kafka import KafkaException
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
@@ -41,7 +42,11 @@ def add_changes_route(
             return _bad(str(exc), "until")
         if end <= start:
             return _bad("until must be after since", "until")
-        data = await asyncio.to_thread(report, settings, start, end, point or None)
+        try:
+            data = await asyncio.to_thread(report, settings, start, end, point or None)
+        except (KafkaException, RuntimeError, TimeoutError) as exc:  # Kafka down or slow
+            body = {"success": False, "data": None, "error": {"field": None, "message": str(exc)}}
+            return JSONResponse(body, status_code=503)
         if repull is not None and repull.last is not None:
             data["lastRepull"] = repull.last.as_dict()
         return ok(data)
