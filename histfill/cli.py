@@ -18,6 +18,7 @@ from rich.table import Table
 from archive.cli import archive_command, query_command, verify_archive_command
 from producer.api.cli import app as backfill_app
 from producer.api.cli import run_service
+from producer.upkeep.changes_cli import changes_command
 from shared.errors import HistfillError
 from shared.logging import configure_logging
 from shared.settings import (
@@ -44,6 +45,7 @@ simulate_app = typer.Typer(
 )
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(backfill_app, name="backfill")
+app.command("changes")(changes_command)
 app.command("producer")(run_service)
 app.command("archive")(archive_command)
 app.command("query")(query_command)

@@ -22,6 +22,9 @@ from producer.fleet.coordinator import FleetOrchestrator
 from producer.live.poller import LivePoller
 from producer.planning.planner import ChunkSizeError, parse_chunk_size
 from producer.sources.connectors import Connectors
+from producer.upkeep.changes import changes_topic_spec
+from producer.upkeep.changes_api import add_changes_route
+from producer.upkeep.repull import Repull, check_settings
 from producer.worker.orchestrator import Orchestrator
 from shared.codec import BatchCodec
 from shared.errors import ConfigError, HistfillError
@@ -38,6 +41,7 @@ def build_app(settings: ProducerSettings) -> FastAPI:
         parse_chunk_size(settings.default_chunk_size)
     except ChunkSizeError as exc:
         raise ConfigError(f"DEFAULT_CHUNK_SIZE: {exc}") from exc
+    check_settings(settings)  # REPULL_*: a bad one stops us here, named
     codec = BatchCodec()
     connectors = Connectors.from_settings(settings)
     orchestrator = (
@@ -61,13 +65,29 @@ def build_app(settings: ProducerSettings) -> FastAPI:
                     await live.stop()
 
         app.router.lifespan_context = with_live
+    repull = Repull(settings, connectors, codec) if settings.repull_enabled else None
+    add_changes_route(app, settings, repull)
+    if repull is not None:
+        outer = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def with_repull(a: FastAPI) -> AsyncIterator[None]:
+            async with outer(a):
+                repull.start()
+                try:
+                    yield
+                finally:
+                    await repull.stop()
+
+        app.router.lifespan_context = with_repull
     return app
 
 
 def serve(settings: ProducerSettings) -> None:
     """Create the topics if missing and serve until SIGTERM/SIGINT."""
     app = build_app(settings)  # first: a bad setting stops us before we touch Kafka
-    ensure_topics(AdminClient(base_config(settings)), topic_specs(settings))
+    specs = [*topic_specs(settings), changes_topic_spec(settings)]
+    ensure_topics(AdminClient(base_config(settings)), specs)
     log.info("producer_starting", host=settings.api_host, port=settings.api_port)
     uvicorn.run(
         app,

@@ -446,6 +446,31 @@ class ProducerSettings(CommonSettings):
     simulator_generated_tags: int = Field(
         0, ge=0, description="Extra `SIMTAGnnnnn` sine-wave tags the `Simulator` source serves."
     )
+    repull_enabled: bool = Field(
+        False,
+        description="Trailing re-pull: every REPULL_INTERVAL_SECONDS re-read LIVE_POINTS of "
+        "LIVE_CONNECTOR over the last REPULL_WINDOW from the recorded-values API and publish what "
+        "differs from QuestDB (late values, edits). Needs LIVE_CONNECTOR and LIVE_POINTS.",
+    )
+    repull_interval_seconds: float = Field(
+        600.0, gt=0, description="Seconds between two trailing re-pulls."
+    )
+    repull_window: str = Field(
+        "2h",
+        description="Trailing window each re-pull re-reads (`2h`, `PT2H`, `02:00:00`); after "
+        "missed runs it reaches back to the end of the last run instead (at most 12 windows).",
+    )
+    repull_lag_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="The newest seconds a re-pull leaves to live mode (its window ends this "
+        "long before now), so values live mode is still publishing are not counted as added.",
+    )
+    topic_changes: str = Field(
+        "naia.backfill.changes",
+        description="Topic of the changes report: per run, per point and hour, the values the "
+        "re-pull added and changed (written in the same Kafka transaction as the values).",
+    )
 
     @property
     def api_body_limit(self) -> int:
@@ -455,6 +480,11 @@ class ProducerSettings(CommonSettings):
         if self.api_max_body_bytes is not None:
             return self.api_max_body_bytes
         return self.max_points_per_request * (self.max_point_name_length + 16) + 64 * 1024
+
+    @field_validator("topic_changes")
+    @classmethod
+    def _check_changes_topic(cls, value: str) -> str:
+        return CommonSettings._check_topic(value)
 
     @field_validator("pi_web_api_url", "ace_api_url")
     @classmethod

@@ -15,6 +15,9 @@ documents them:
 * every error, unknown routes included, is ``{"Errors": [...]}`` JSON.
 * ``GET points?path=\\\\server\\tag`` and ``GET points/multiple?path=..&path=..`` (200/207, per-item
   ``Exception``): any server name is accepted; tags are case-insensitive.
+* ``POST streams/{webId}/recorded`` and ``POST streams/{webId}/value`` (``updateOption``, default
+  ``Replace``): change the past, add late values, remove events, as a PI server allows
+  (:mod:`simulators.pi_writes`); ``GET`` reads serve them like recorded events.
 * ``GET streams/{webId}/recorded`` and ``GET streamsets/recorded?webId=..``: ``boundaryType=Inside``
   (start and end inclusive; ``endTime`` before ``startTime``: time-descending, as PI answers),
   ``maxCount`` per stream (default 1000; above ``max_count`` a 400),
@@ -38,7 +41,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from simulators import fixedjson as fj
-from simulators import pi_streams, pi_values
+from simulators import pi_streams, pi_values, pi_writes
 from simulators.common import (
     Credentials,
     FaultPlan,
@@ -48,8 +51,18 @@ from simulators.common import (
     dumps,
     json_response,
 )
-from simulators.data import BAD, Clock, Events, TagCatalog, TagKind, TagSpec, events, utc_now
+from simulators.data import (
+    BAD,
+    Clock,
+    Events,
+    TagCatalog,
+    TagKind,
+    TagSpec,
+    events,
+    utc_now,
+)
 from simulators.pi_catalog import Browse, Directory, base_url
+from simulators.pi_time import to_micros
 from simulators.server import serve_forever
 
 log = structlog.get_logger(__name__)
@@ -135,6 +148,7 @@ class PISimulator:
             web_exception_body=_WEB_EXCEPTION,
         )
         g = self.guard.wrap
+        self.writes = pi_writes.WriteOverlay()
         self.directory = Directory(self.catalog, self.options.server_name, self.now)
         browse = Browse(self.directory)
         self.streams = pi_streams.StreamReads(
@@ -163,7 +177,12 @@ class PISimulator:
                 Route("/piwebapi/points/search", g(browse.point_search)),
                 Route("/piwebapi/points/{web_id}", g(self._point_by_web_id)),
                 Route("/piwebapi/points/{web_id}/attributes", g(browse.attributes)),
-                Route("/piwebapi/streams/{web_id}/recorded", g(self._stream_recorded)),
+                Route(
+                    "/piwebapi/streams/{web_id}/recorded",
+                    g(self._stream_recorded),
+                    methods=["GET", "POST"],
+                ),
+                Route("/piwebapi/streams/{web_id}/value", g(self._update_value), methods=["POST"]),
                 Route("/piwebapi/streamsets/recorded", g(self._streamset_recorded)),
                 Route("/piwebapi/streams/{web_id}/summary", g(self.streams.summary())),
                 *reads,
@@ -244,7 +263,12 @@ class PISimulator:
         if min(start, end) > cap:  # the whole range is after now
             page = events(spec, start, start)
         else:
-            page = pi_values.recorded(spec, min(start, cap), min(end, cap), max_count)
+            lo, hi = min(start, cap), min(end, cap)
+            extra = self.writes.removed_between(spec.name, min(lo, hi), max(lo, hi))
+            page = pi_values.recorded(spec, lo, hi, max_count + extra)
+            page = self.writes.merge(
+                spec.name, page, min(lo, hi), max(lo, hi), max_count, descending=hi < lo
+            )
         body = b"[" + _value_rows(spec, page, wanted) + b"]"
         if spec.name in self.faults.error_tags:
             error = {
@@ -258,7 +282,27 @@ class PISimulator:
             body = body[:-1] + (b"," if len(page) else b"") + dumps(error) + b"]"
         return body
 
+    async def _write(self, request: Request, *, many: bool) -> Response:
+        """``POST streams/{webId}/recorded`` (an array) or ``.../value`` (one): 204 when done."""
+        found = self.streams.resolve(request.path_params["web_id"])
+        if found is None:
+            return _errors(404, "Unknown or invalid WebID.")
+        now = self.now()
+        option = request.query_params.get("updateOption", "Replace")
+        try:
+            values = pi_writes.parse_body(await request.body(), many=many, now=now)
+            self.writes.apply(found[0], values, option, to_micros(now))
+        except pi_writes.WriteRefused as refused:
+            return _errors(refused.status, str(refused))
+        log.debug("pi_simulator_write", tag=found[0].name, values=len(values), option=option)
+        return Response(status_code=204)
+
+    async def _update_value(self, request: Request) -> Response:
+        return await self._write(request, many=False)
+
     async def _stream_recorded(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self._write(request, many=True)
         found = self.streams.resolve(request.path_params["web_id"])
         if found is None:
             return _errors(404, "Unknown or invalid WebID.")
