@@ -84,6 +84,9 @@ class BackfillRequest:
     step_us: int
     group_size: int
     queued_at: datetime
+    origin: str = "user"
+    """``user`` (the API) or ``repair`` (the hole repair, :mod:`producer.upkeep.repair`): a
+    user request's chunks are dispatched first when both wait."""
 
     def plan(self) -> Plan:
         """The request's chunk grid, the same at every restart (step and groups are stored)."""
@@ -108,6 +111,7 @@ class BackfillRequest:
             "groupSize": self.group_size,
             "queuedAt": iso(self.queued_at),
             "status": status.value,
+            **({} if self.origin == "user" else {"origin": self.origin}),
             **extra,
         }
 
@@ -125,6 +129,7 @@ class BackfillRequest:
             step_us=int(record["stepUs"]),
             group_size=int(record["groupSize"]),
             queued_at=datetime.fromisoformat(record["queuedAt"]),
+            origin=str(record.get("origin", "user")),
         )
 
 

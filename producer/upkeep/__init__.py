@@ -1,0 +1,1 @@
+"""Keeping history whole after the backfill: holes, re-pull, changes."""
