@@ -327,6 +327,7 @@ class RequestProgress:
 
         ``coveredUntil``: set when the window reached into the future; only up to it is
         recorded as done (status ``Partial``), and a rerun after ``endTime`` fills the rest.
+        ``origin``: ``user`` (the API) or ``repair`` (the hole repair).
         """
         r = self.request
         covered = None if self.covered_until_us is None else from_micros(self.covered_until_us)
@@ -339,6 +340,7 @@ class RequestProgress:
             "startTime": iso(from_micros(r.start_us)),
             "endTime": iso(from_micros(r.end_us)),
             "chunkSize": r.chunk_size,
+            "origin": r.origin,
             "status": self.status.value,
             "progress": self.percent,
             "totalChunks": self.total_chunks,

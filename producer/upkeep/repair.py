@@ -292,8 +292,10 @@ class RepairScheduler:
     # -- metrics ---------------------------------------------------------------------------------
 
     def collect(self) -> Iterator[Any]:
-        """``histfill_repair_holes_open``, ``histfill_repair_holes{status}`` and
-        ``histfill_repair_values_added_total``, from the ledger at each scrape."""
+        """``histfill_repair_holes_open``, ``histfill_repair_holes{status}``,
+        ``histfill_repair_values_added_total`` (from the ledger at each scrape: every member's
+        records), ``histfill_repair_runs_total`` and ``histfill_repair_requests_submitted_total``
+        (this process's)."""
         records = [r for r in self.records() if r.get("connector") == self.connector]
         by_status = Counter(str(r.get("status")) for r in records)
         open_ = GaugeMetricFamily(
@@ -313,6 +315,17 @@ class RepairScheduler:
             "histfill_repair_values_added", "Values the repair's requests published."
         )
         added.add_metric([], sum(int(r.get("valuesAdded", 0)) for r in records))
+        runs = CounterMetricFamily(
+            "histfill_repair_runs", "Repair runs of this process that looked for holes."
+        )
+        runs.add_metric([], self.runs)
+        submitted = CounterMetricFamily(
+            "histfill_repair_requests_submitted",
+            "Backfill requests this process submitted for holes (one per hole).",
+        )
+        submitted.add_metric([], self.submitted_total)
         yield open_
         yield holes
         yield added
+        yield runs
+        yield submitted
