@@ -19,6 +19,7 @@ from archive.cli import archive_command, query_command, verify_archive_command
 from producer.api.cli import app as backfill_app
 from producer.api.cli import run_service
 from producer.upkeep.changes_cli import changes_command
+from producer.upkeep.cli import gaps_command
 from shared.errors import HistfillError
 from shared.logging import configure_logging
 from shared.settings import (
@@ -49,6 +50,7 @@ app.command("changes")(changes_command)
 app.command("producer")(run_service)
 app.command("archive")(archive_command)
 app.command("query")(query_command)
+app.command("gaps")(gaps_command)
 
 
 @app.command(

@@ -24,6 +24,7 @@ from producer.planning.planner import ChunkSizeError, parse_chunk_size
 from producer.sources.connectors import Connectors
 from producer.upkeep.changes import changes_topic_spec
 from producer.upkeep.changes_api import add_changes_route
+from producer.upkeep.repair import RepairScheduler
 from producer.upkeep.repull import Repull, check_settings
 from producer.worker.orchestrator import Orchestrator
 from shared.codec import BatchCodec
@@ -50,7 +51,10 @@ def build_app(settings: ProducerSettings) -> FastAPI:
         else Orchestrator(settings, connectors, codec)
     )
     token = settings.api_token.get_secret_value() if settings.api_token else None
-    app = create_app(orchestrator, api_token=token)
+    repair = RepairScheduler(settings, orchestrator) if settings.repair_enabled else None
+    app = create_app(orchestrator, api_token=token, collectors=[repair] if repair else [])
+    if repair is not None:
+        _run_beside(app, repair)
     if settings.live_connector is not None:
         live = LivePoller(settings, connectors, codec)
         inner = app.router.lifespan_context
@@ -81,6 +85,22 @@ def build_app(settings: ProducerSettings) -> FastAPI:
 
         app.router.lifespan_context = with_repull
     return app
+
+
+def _run_beside(app: FastAPI, repair: RepairScheduler) -> None:
+    """Run the hole repair while the app runs, once the orchestrator has rebuilt its state."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def with_repair(a: FastAPI) -> AsyncIterator[None]:
+        async with inner(a):
+            repair.start()
+            try:
+                yield
+            finally:
+                await repair.stop()
+
+    app.router.lifespan_context = with_repair
 
 
 def serve(settings: ProducerSettings) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -471,6 +472,31 @@ class ProducerSettings(CommonSettings):
         description="Topic of the changes report: per run, per point and hour, the values the "
         "re-pull added and changed (written in the same Kafka transaction as the values).",
     )
+    simulator_gaps: str = Field(
+        "",
+        description="Tests and demos: windows the in-process `Simulator` source has no values "
+        "in, a real hole at the source: `TAG@START/END` (ISO-8601 UTC), `;`-separated.",
+    )
+    repair_enabled: bool = Field(
+        False,
+        description="Fill holes automatically: every REPAIR_INTERVAL_SECONDS, find holes in the "
+        "live points (LIVE_CONNECTOR, LIVE_POINTS) over REPAIR_LOOKBACK and backfill them.",
+    )
+    repair_interval_seconds: float = Field(
+        600.0, gt=0, description="Seconds between two runs of the hole repair."
+    )
+    repair_lookback: str = Field(
+        "1d", description="How far back a repair run looks for holes (`90m`, `6h`, `7d`)."
+    )
+    repair_max_holes_per_run: int = Field(
+        20, ge=1, description="Most holes one repair run turns into backfill requests."
+    )
+    repair_hole_factor: float = Field(
+        3.0,
+        ge=1.5,
+        description="A hole is a gap between two values longer than this many times the "
+        "point's cadence (the median interval of its own values in QuestDB).",
+    )
 
     @property
     def api_body_limit(self) -> int:
@@ -485,6 +511,18 @@ class ProducerSettings(CommonSettings):
     @classmethod
     def _check_changes_topic(cls, value: str) -> str:
         return CommonSettings._check_topic(value)
+
+    @field_validator("repair_lookback")
+    @classmethod
+    def _check_lookback(cls, value: str) -> str:
+        parse_span(value)
+        return value
+
+    @field_validator("simulator_gaps")
+    @classmethod
+    def _check_gaps(cls, value: str) -> str:
+        parse_gaps(value)
+        return value
 
     @field_validator("pi_web_api_url", "ace_api_url")
     @classmethod
@@ -590,6 +628,36 @@ def parse_retention(text: str) -> float:
     if not found or int(found[1]) <= 0:
         raise ValueError("expected a positive duration like 30d, 12h or 2w")
     return int(found[1]) * {"h": 3600, "d": 86400, "w": 604800}[found[2]]
+
+
+_SPAN = re.compile(r"^(\d+)\s*([smhdw])$")
+
+
+def parse_span(text: str) -> float:
+    """``90s``, ``30m``, ``6h``, ``7d``, ``2w`` -> seconds; ValueError otherwise."""
+    found = _SPAN.match(text.strip().lower())
+    if not found or int(found[1]) <= 0:
+        raise ValueError("expected a positive duration like 90m, 6h, 7d or 2w")
+    return int(found[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[found[2]]
+
+
+def parse_gaps(text: str) -> dict[str, list[tuple[datetime, datetime]]]:
+    """``TAG@START/END;...`` -> the windows per tag (UTC); ValueError naming the bad part."""
+    gaps: dict[str, list[tuple[datetime, datetime]]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        tag, sep, window = part.rpartition("@")
+        start_text, slash, end_text = window.partition("/")
+        try:
+            if not (sep and slash and tag):
+                raise ValueError
+            start, end = (datetime.fromisoformat(t.strip()) for t in (start_text, end_text))
+        except ValueError:
+            raise ValueError(f"{part!r}: expected TAG@START/END (ISO-8601)") from None
+        start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+        if end <= start:
+            raise ValueError(f"{part!r}: END must be after START")
+        gaps.setdefault(tag.strip(), []).append((start, end))
+    return gaps
 
 
 S = TypeVar("S", bound=CommonSettings)

@@ -12,7 +12,7 @@ take the request. OpenAPI docs at ``/docs``.
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -301,7 +301,11 @@ def _add_retry(app: FastAPI, orchestrator: Orchestrator, mutating: list[Any]) ->
 
 
 def create_app(
-    orchestrator: Orchestrator, *, api_token: str | None = None, max_body_bytes: int | None = None
+    orchestrator: Orchestrator,
+    *,
+    api_token: str | None = None,
+    max_body_bytes: int | None = None,
+    collectors: Sequence[Collector] = (),
 ) -> FastAPI:
     """The API around a (not yet started) orchestrator; the app's lifespan starts and stops it.
 
@@ -325,6 +329,8 @@ def create_app(
     app.add_middleware(BodyLimit, limit=max_body_bytes or orchestrator.settings.api_body_limit)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(ProgressCollector(orchestrator))
+    for collector in collectors:  # e.g. the hole repair's counts
+        registry.register(collector)
     ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU
 
     def authorize(

@@ -12,6 +12,7 @@ record for each of its chunks.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import time
 from datetime import datetime
@@ -137,9 +138,13 @@ class FleetOrchestrator(Orchestrator):
 
     # -- requests -------------------------------------------------------------------------------
 
-    async def submit(self, body: StartBody) -> RequestProgress:
-        """Validate, then the request record and every chunk task in one transaction."""
+    async def submit(self, body: StartBody, origin: str = "user") -> RequestProgress:
+        """Validate, then the request record and every chunk task in one transaction (a
+        repair's tasks queue behind what is already on the task partitions: the fleet's repair
+        waits until no user request is active, :mod:`producer.upkeep.repair`)."""
         request = validate(body, self.limits, self.connectors.unavailable())
+        if origin != "user":
+            request = dataclasses.replace(request, origin=origin)
         entry = self._entry(request)
         record = request.to_record(Status.QUEUED)
         tasks = self.settings.topic_tasks

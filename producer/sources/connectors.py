@@ -14,7 +14,7 @@ from producer.sources.ace_iot import AceIotConfig, AceIotSource
 from producer.sources.base import Source
 from producer.sources.fleet_ratelimit import host_rate_limits
 from producer.sources.pi_web_api import PIWebApiConfig, PIWebApiSource
-from producer.sources.simulator import SimulatorConfig, SimulatorSource, tag_of
+from producer.sources.simulator import SimulatorConfig, SimulatorSource, gap_micros, tag_of
 from shared.settings import ProducerSettings
 
 SourceFactory = Callable[[], Source]
@@ -40,6 +40,7 @@ class Connectors:
                 SimulatorConfig(
                     interval_s=settings.simulator_interval_seconds,
                     generated_tags=settings.simulator_generated_tags,
+                    gaps=gap_micros(settings.simulator_gaps),
                 )
             )
         }

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from producer.sources import paging
 from producer.sources.base import Columns, PointComplete, PointFailure, SourceItem, TimeWindow
 from producer.sources.errors import PointNotFound
+from shared.batch import to_micros
+from shared.settings import parse_gaps
 from simulators.data import Clock, TagCatalog, events
 
 
@@ -26,6 +29,18 @@ class SimulatorConfig:
     interval_s: float = 60.0
     generated_tags: int = 0
     page_size: int = 100_000
+    gaps: tuple[tuple[str, int, int], ...] = ()
+    """``(tag, start_us, end_us)``: windows the tag has no values in (``SIMULATOR_GAPS``), a
+    hole at the source as a historian down for a while has."""
+
+
+def gap_micros(text: str) -> tuple[tuple[str, int, int], ...]:
+    """``SIMULATOR_GAPS`` as ``(tag, start_us, end_us)`` triples."""
+    return tuple(
+        (tag, to_micros(start), to_micros(end))
+        for tag, windows in parse_gaps(text).items()
+        for start, end in windows
+    )
 
 
 def tag_of(address: str) -> str:
@@ -65,9 +80,29 @@ class SimulatorSource:
                 )
                 if step.kept:
                     columns = Columns(page.timestamps_us, page.values, page.quality, page.texts)
-                    kept = columns.slice(step.keep_from, step.keep_to)
-                    total += step.kept
-                    yield kept.to_batch(address, self.connector, spec.units)
+                    page_rows = columns.slice(step.keep_from, step.keep_to)
+                    kept = self._outside_gaps(spec.name, page_rows)
+                    total += len(kept)
+                    if len(kept):
+                        yield kept.to_batch(address, self.connector, spec.units)
                 cursor = step.next
                 await asyncio.sleep(0)  # let other tasks run between pages
             yield PointComplete(address, window, total)
+
+    def _outside_gaps(self, tag: str, columns: Columns) -> Columns:
+        """The rows not inside one of the tag's configured gaps."""
+        keep: Any = None
+        for gap_tag, start_us, end_us in self.config.gaps:
+            if gap_tag == tag:
+                ts = columns.timestamps_us
+                inside = (ts >= start_us) & (ts < end_us)
+                keep = ~inside if keep is None else keep & ~inside
+        if keep is None or keep.all():
+            return columns
+        texts = columns.texts
+        return Columns(
+            columns.timestamps_us[keep],
+            columns.values[keep],
+            columns.quality[keep],
+            None if texts is None else [t for t, k in zip(texts, keep, strict=True) if k],
+        )

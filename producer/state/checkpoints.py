@@ -28,6 +28,10 @@ These kinds of record, each under a key that compaction keeps the latest value o
     range. Keyed like the chunk's ``done:`` checkpoint, so it sits beside it whichever request
     wrote the data; the record names the request it was checked for (``requestId``, or null).
     A later verification of the same chunk replaces it, a failing one included.
+``repair:<connector>:<start_us>:<end_us>:<digest of the point>``
+    one hole the repair scheduler found (:mod:`producer.upkeep.repair`): submitted, then
+    repaired (with the values it added), confirmed empty (the source has none there either:
+    never asked again) or failed (asked again by a later run).
 
 The values are JSON rather than Avro: this is a low-volume control plane an operator reads with
 ``kafka-console-consumer``, and ``schemas/`` is the single record family of the data codec (its
@@ -52,6 +56,7 @@ FAILED = "failed"
 VERIFIED = "verified"
 TASK = "task"
 MEMBER = "member"
+REPAIR = "repair"
 META_WORKERS_KEY = "meta:workers"
 
 
@@ -177,6 +182,8 @@ class StateView:
     verified: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    repairs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``repair:`` records (:mod:`producer.upkeep.repair`) by key."""
     max_workers: int = 0
     records: int = 0
 
@@ -198,11 +205,12 @@ class StateView:
                 self.failures[request_id].pop(rest, None)
             else:
                 self.failures[request_id][rest] = decode(value)
-        elif kind == VERIFIED:
+        elif kind in (VERIFIED, REPAIR):  # kept whole, by key
+            kept = self.verified if kind == VERIFIED else self.repairs
             if value is None:
-                self.verified.pop(key, None)
+                kept.pop(key, None)
             else:
-                self.verified[key] = decode(value)
+                kept[key] = decode(value)
         elif kind in (TASK, MEMBER):
             self._apply_fleet(kind, key, value)
         elif key == META_WORKERS_KEY and value is not None:

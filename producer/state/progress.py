@@ -84,6 +84,9 @@ class BackfillRequest:
     step_us: int
     group_size: int
     queued_at: datetime
+    origin: str = "user"
+    """``user`` (the API) or ``repair`` (the hole repair, :mod:`producer.upkeep.repair`): a
+    user request's chunks are dispatched first when both wait."""
 
     def plan(self) -> Plan:
         """The request's chunk grid, the same at every restart (step and groups are stored)."""
@@ -108,6 +111,7 @@ class BackfillRequest:
             "groupSize": self.group_size,
             "queuedAt": iso(self.queued_at),
             "status": status.value,
+            **({} if self.origin == "user" else {"origin": self.origin}),
             **extra,
         }
 
@@ -125,6 +129,7 @@ class BackfillRequest:
             step_us=int(record["stepUs"]),
             group_size=int(record["groupSize"]),
             queued_at=datetime.fromisoformat(record["queuedAt"]),
+            origin=str(record.get("origin", "user")),
         )
 
 
@@ -322,6 +327,7 @@ class RequestProgress:
 
         ``coveredUntil``: set when the window reached into the future; only up to it is
         recorded as done (status ``Partial``), and a rerun after ``endTime`` fills the rest.
+        ``origin``: ``user`` (the API) or ``repair`` (the hole repair).
         """
         r = self.request
         covered = None if self.covered_until_us is None else from_micros(self.covered_until_us)
@@ -334,6 +340,7 @@ class RequestProgress:
             "startTime": iso(from_micros(r.start_us)),
             "endTime": iso(from_micros(r.end_us)),
             "chunkSize": r.chunk_size,
+            "origin": r.origin,
             "status": self.status.value,
             "progress": self.percent,
             "totalChunks": self.total_chunks,

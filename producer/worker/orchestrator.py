@@ -19,6 +19,7 @@ stopping the service does the same, and the next start redoes those chunks.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections import deque
@@ -228,9 +229,12 @@ class Orchestrator:
 
     # -- requests -------------------------------------------------------------------------------
 
-    async def submit(self, body: StartBody) -> RequestProgress:
-        """Validate, persist and queue a request; it is durable when this returns."""
+    async def submit(self, body: StartBody, origin: str = "user") -> RequestProgress:
+        """Validate, persist and queue a request; it is durable when this returns. ``origin``
+        ``repair`` marks a hole repair's request: dispatched after every user request."""
         request = validate(body, self.limits, self.connectors.unavailable())
+        if origin != "user":
+            request = dataclasses.replace(request, origin=origin)
         entry = self._entry(request)
         await self._save(entry)
         self.entries[request.request_id] = entry
@@ -364,7 +368,9 @@ class Orchestrator:
 
     def _next_chunk(self) -> tuple[_Entry, Chunk, tuple[str, ...]] | None:
         skipped = 0
-        for entry in list(self.entries.values()):
+        # user requests first, then repairs (sorted() is stable: queue order within each)
+        ordered = sorted(self.entries.values(), key=lambda e: e.progress.request.origin != "user")
+        for entry in ordered:
             p = entry.progress
             if p.status not in (Status.QUEUED, Status.RUNNING):
                 continue
