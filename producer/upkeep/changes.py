@@ -15,9 +15,10 @@ A record (JSON, key ``<kind>:<run id>:<part>``)::
      "rows": [{"point": "\\\\SIMPI\\SINUSOID", "hour": "2026-12-04T07:00:00Z",
                "added": 12, "changed": 1}, ...]}
 
-``kind`` says who changed the data: ``repull`` here; hole repairs are meant to write
-``repair`` records of the same shape (rows per point and hour of the values a repaired hole
-added), so the report joins them without a new reader. A run writes at most
+``kind`` says who changed the data: ``repull``, or ``repair`` for a repaired hole
+(:mod:`producer.upkeep.repair`: rows per point and hour of the values it added, keyed by its
+request, written once QuestDB holds them), so one reader joins both. A record written again
+under the same key (a repair settled again after a crash) counts once. A run writes at most
 ``ROWS_PER_RECORD`` rows per record (more records with parts 1, 2...).
 
 Reading (``GET /api/backfill/changes``, ``histfill changes``): a ``read_committed`` reader
@@ -173,7 +174,7 @@ def read_records(
             **{"enable.partition.eof": True, "enable.auto.commit": False},
         )
     )
-    out: list[dict[str, Any]] = []
+    out: dict[bytes, dict[str, Any]] = {}  # by key: a record written again replaces itself
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
@@ -202,12 +203,13 @@ def read_records(
                 except ValueError:
                     record = None
                 if isinstance(record, dict):
-                    out.append(record)
+                    out.pop(msg.key() or b"", None)
+                    out[msg.key() or b""] = record
                 else:
                     log.warning("changes_record_unreadable", offset=msg.offset())
     finally:
         consumer.close()
-    return out
+    return list(out.values())
 
 
 def report(

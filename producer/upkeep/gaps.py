@@ -29,6 +29,7 @@ from shared.qdb import QuestDBSQL
 
 MIN_INTERVALS = 3
 """A point needs this many intervals in the window before its cadence is trusted."""
+HOUR_US = 3_600_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,14 @@ def gaps_query(
     )
 
 
+def hourly_query(table: str, point: str, start_us: int, end_us: int) -> str:
+    """A point's values per UTC hour in ``[start_us, end_us)``."""
+    return (
+        f"SELECT ts, count() FROM {table} "  # noqa: S608  # names quoted by _literal
+        f"WHERE {_where(start_us, end_us, [point])} SAMPLE BY 1h ALIGN TO CALENDAR"
+    )
+
+
 def _us(value: Any) -> int:
     return to_micros(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
 
@@ -189,3 +198,8 @@ class HoleFinder:
         rows = self.sql.rows(gaps_query(self.table, since_us, until_us, points, shortest))
         gaps = ((str(p), _us(prev), _us(ts)) for p, prev, ts in rows)
         return holes_from_gaps(gaps, cadences, self.factor), cadences
+
+    def hourly(self, point: str, start_us: int, end_us: int) -> dict[int, int]:
+        """``point``'s values per UTC hour (µs of the hour's start) in ``[start_us, end_us)``."""
+        rows = self.sql.rows(hourly_query(self.table, point, start_us, end_us))
+        return {_us(ts) // HOUR_US * HOUR_US: int(n) for ts, n in rows if int(n) > 0}

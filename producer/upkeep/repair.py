@@ -41,6 +41,7 @@ from producer.planning.planner import points_digest
 from producer.planning.requests import StartBody
 from producer.state import checkpoints as cp
 from producer.state.progress import RequestProgress, Status, utc_now
+from producer.upkeep.changes import HourChange, change_records
 from producer.upkeep.gaps import Hole, HoleFinder, iso_us
 from producer.worker.orchestrator import Orchestrator
 from shared.batch import from_micros, to_micros
@@ -54,6 +55,8 @@ SUBMITTED, REPAIRED, EMPTY, COVERED, FAILED = "submitted", "repaired", "empty", 
 HANDLED = frozenset({SUBMITTED, REPAIRED, EMPTY, COVERED})
 """States whose hole is not asked again (``failed`` is)."""
 ORIGIN = "repair"
+REPORT_TRIES = 10
+"""Runs a repaired hole waits for QuestDB to hold all its values before it is reported as is."""
 
 
 def repair_key(connector: str, point: str, start_us: int, end_us: int) -> str:
@@ -145,6 +148,7 @@ class RepairScheduler:
         self.runs = 0
         self.holes_open = 0
         self.submitted_total = 0
+        self._report_tries: dict[str, int] = {}
 
     # -- the ledger (the state topic's repair: records) ------------------------------------------
 
@@ -165,16 +169,16 @@ class RepairScheduler:
         if self.settings.producer_fleet and not await asyncio.to_thread(self._take_run):
             return did
         self.orchestrator.refresh()
-        did["settled"] = await self._settle()
-        if self._waiting():
-            return did
-        now_us = int(self._clock() * 1e6)
         finder = HoleFinder(
             QuestDBSQL.from_settings(self.settings),
             self.settings.qdb_table,
             self.settings.repair_hole_factor,
         )
         try:
+            did["settled"] = await self._settle(finder)
+            if self._waiting():
+                return did
+            now_us = int(self._clock() * 1e6)
             holes, _ = await asyncio.to_thread(
                 finder.find, now_us - self.lookback_us, now_us, self.points
             )
@@ -205,7 +209,7 @@ class RepairScheduler:
         self.submitted_total += 1
         log.debug("repair_submitted", request_id=request_id, **hole.to_json())
 
-    async def _settle(self) -> int:
+    async def _settle(self, finder: HoleFinder) -> int:
         settled = 0
         for record in self.records():
             if record.get("status") != SUBMITTED:
@@ -217,6 +221,8 @@ class RepairScheduler:
             if result is None:
                 continue
             status, values = result
+            if status == REPAIRED and not await self._report(finder, record, values):
+                continue  # the consumer has not written it all yet: the next run settles it
             done = {
                 **record,
                 "status": status,
@@ -235,6 +241,23 @@ class RepairScheduler:
                 request_id=record["requestId"],
             )
         return settled
+
+    async def _report(self, finder: HoleFinder, record: dict[str, Any], values: int) -> bool:
+        """Write what a repaired hole added, per UTC hour, to the changes report
+        (:mod:`producer.upkeep.changes`, kind ``repair``). The hole held no values, so what
+        QuestDB now holds in its window is what the repair added; until the consumer has written
+        all ``values`` published (at most ``REPORT_TRIES`` runs), the hole stays unsettled. The
+        record's key is the request's, so writing it again after a crash replaces it."""
+        start, end, rid = int(record["startUs"]), int(record["endUs"]), str(record["requestId"])
+        hours = await asyncio.to_thread(finder.hourly, record["point"], start, end)
+        tries = self._report_tries[rid] = self._report_tries.get(rid, 0) + 1
+        if sum(hours.values()) < values and tries < REPORT_TRIES:
+            return False
+        rows = [HourChange(record["point"], hour, n, 0) for hour, n in sorted(hours.items())]
+        for key, value in change_records(ORIGIN, rid, utc_now(), (start, end), rows):
+            await self.orchestrator.put_record(self.settings.topic_changes, key, value)
+        self._report_tries.pop(rid, None)
+        return True
 
     def _waiting(self) -> bool:
         """Whether this run leaves holes for later: its own requests still run, or (fleet) a

@@ -332,10 +332,14 @@ class Orchestrator:
 
     async def _put(self, key: str, record: dict[str, Any] | None) -> None:
         """Write a state record durably; one at a time, in call order."""
-        assert self._control is not None, "start() the orchestrator first"  # noqa: S101
         value = None if record is None else cp.encode(record)
+        await self.put_record(self.settings.topic_state, key, value)
+
+    async def put_record(self, topic: str, key: str, value: bytes | None) -> None:
+        """Write one keyed record to ``topic`` durably (the state topic, the changes report)."""
+        assert self._control is not None, "start() the orchestrator first"  # noqa: S101
         async with self._state_lock:
-            await asyncio.to_thread(self._control.put_state, key, value)
+            await asyncio.to_thread(self._control.put, topic, key, value)
 
     async def _save(self, entry: _Entry) -> None:
         p = entry.progress

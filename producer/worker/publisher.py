@@ -304,7 +304,11 @@ class PlainPublisher:
     def put_state(self, key: str, value: bytes | None) -> None:
         """Write a state record and wait until Kafka has it (request records must survive a
         crash right after the API answered)."""
-        self._produce(self.settings.topic_state, key.encode(), value)
+        self.put(self.settings.topic_state, key, value)
+
+    def put(self, topic: str, key: str, value: bytes | None) -> None:
+        """Write one keyed record to ``topic`` and wait until Kafka has it."""
+        self._produce(topic, key.encode(), value)
         self.flush()
 
     def _produce(self, topic: str, key: bytes, value: bytes | None) -> None:

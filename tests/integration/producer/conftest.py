@@ -42,6 +42,7 @@ def producer_env(stack_env: dict[str, str]) -> dict[str, str]:
         "LOG_FORMAT": "json",
         # this test's own request budgets in Redis: no state shared with other tests' hosts
         "SOURCE_RATE_LIMIT_KEY_PREFIX": f"test:{stack_env['TOPIC_STATE']}:ratelimit:",
+        "TOPIC_CHANGES": f"{stack_env['TOPIC_STATE']}.changes",
     }
 
 

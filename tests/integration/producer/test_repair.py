@@ -146,6 +146,16 @@ def test_live_mode_stopped_for_a_while_leaves_a_hole_the_repair_fills(
     verified = run_cli(env, "verify", *args)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
+    # the changes report lists what each repair added, per point and hour, marked "repair"
+    report = service.get("/api/backfill/changes?since=1h")
+    added: dict[str, int] = {}
+    for row in report["rows"]:
+        assert row["changed"] == 0
+        assert row["by"]["repair"]["added"] == row["added"]
+        added[row["point"]] = added.get(row["point"], 0) + row["added"]
+    assert added == {r["pointAddresses"][0]: r["pointsProcessed"] for r in requests}
+    assert report["runs"] == len(requests)
+
 
 def test_a_hole_the_source_has_too_is_confirmed_empty_once_and_never_asked_again(
     service: Service,
