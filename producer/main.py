@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import structlog
 import uvicorn
@@ -52,55 +53,38 @@ def build_app(settings: ProducerSettings) -> FastAPI:
     )
     token = settings.api_token.get_secret_value() if settings.api_token else None
     repair = RepairScheduler(settings, orchestrator) if settings.repair_enabled else None
-    app = create_app(orchestrator, api_token=token, collectors=[repair] if repair else [])
-    if repair is not None:
-        _run_beside(app, repair)
-    if settings.live_connector is not None:
-        live = LivePoller(settings, connectors, codec)
-        inner = app.router.lifespan_context
-
-        @asynccontextmanager
-        async def with_live(a: FastAPI) -> AsyncIterator[None]:
-            async with inner(a):
-                live.start()
-                try:
-                    yield
-                finally:
-                    await live.stop()
-
-        app.router.lifespan_context = with_live
     repull = Repull(settings, connectors, codec) if settings.repull_enabled else None
+    collectors = [c for c in (repair, repull) if c is not None]
+    app = create_app(orchestrator, api_token=token, collectors=collectors)
     add_changes_route(app, settings, repull)
-    if repull is not None:
-        outer = app.router.lifespan_context
-
-        @asynccontextmanager
-        async def with_repull(a: FastAPI) -> AsyncIterator[None]:
-            async with outer(a):
-                repull.start()
-                try:
-                    yield
-                finally:
-                    await repull.stop()
-
-        app.router.lifespan_context = with_repull
+    if settings.live_connector is not None:
+        _run_beside(app, LivePoller(settings, connectors, codec))
+    for job in (repair, repull):
+        if job is not None:
+            _run_beside(app, job)
     return app
 
 
-def _run_beside(app: FastAPI, repair: RepairScheduler) -> None:
-    """Run the hole repair while the app runs, once the orchestrator has rebuilt its state."""
+class _Job(Protocol):
+    def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def _run_beside(app: FastAPI, job: _Job) -> None:
+    """Run ``job`` (live mode, the hole repair, the re-pull) while the app runs, started once
+    the orchestrator has rebuilt its state and stopped before it stops."""
     inner = app.router.lifespan_context
 
     @asynccontextmanager
-    async def with_repair(a: FastAPI) -> AsyncIterator[None]:
+    async def with_job(a: FastAPI) -> AsyncIterator[None]:
         async with inner(a):
-            repair.start()
+            job.start()
             try:
                 yield
             finally:
-                await repair.stop()
+                await job.stop()
 
-    app.router.lifespan_context = with_repair
+    app.router.lifespan_context = with_job
 
 
 def serve(settings: ProducerSettings) -> None:

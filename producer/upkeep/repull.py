@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import structlog
 from confluent_kafka.admin import AdminClient
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from producer.errors import FencedError
 from producer.planning.planner import ChunkSizeError, parse_chunk_size
@@ -187,6 +189,9 @@ class Repull:
         self._waiting_wal: int | None = None  # QuestDB sequencer txn to be applied
         self._task: asyncio.Task[None] | None = None
         self.last: RunResult | None = None
+        self.runs: Counter[str] = Counter()  # by outcome: done, skipped, failed
+        self.added_total = 0
+        self.changed_total = 0
 
     # -- the gate: the previous run's values are visible in QuestDB ---------------------------
 
@@ -222,6 +227,7 @@ class Repull:
             result.skipped = waiting
             log.info("repull_skipped", reason=waiting)
             self.last = result
+            self.runs["skipped"] += 1
             return result
         now_us = int(self._clock() * 1_000_000)
         start_us, end_us = next_window(now_us, self.lag_us, self.window_us, self._last_end_us)
@@ -262,6 +268,9 @@ class Repull:
         result.seconds = time.monotonic() - started
         log.info("repull_done", **{k: v for k, v in result.as_dict().items() if k != "runId"})
         self.last = result
+        self.runs["done"] += 1
+        self.added_total += result.added
+        self.changed_total += result.changed
         return result
 
     async def _diff_group(
@@ -353,6 +362,7 @@ class Repull:
             try:
                 await self.run_once()
             except HistfillError as exc:
+                self.runs["failed"] += 1
                 log.warning("repull_failed", error=str(exc))
             await asyncio.sleep(self.settings.repull_interval_seconds)
 
@@ -370,3 +380,38 @@ class Repull:
         if self._offsets is not None:
             self._offsets.close()
         self._rows.close()
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    def collect(self) -> Iterator[Any]:
+        """``histfill_repull_runs_total{outcome}`` (done, skipped: the previous run not yet in
+        QuestDB, failed), ``histfill_repull_values_total{change}`` (added, changed),
+        ``histfill_repull_last_run_seconds`` and ``histfill_repull_covered_until_seconds``
+        (the end of the last window re-read, Unix seconds: an alert sees a re-pull that stopped
+        moving)."""
+        runs = CounterMetricFamily(
+            "histfill_repull_runs", "Trailing re-pull runs of this process.", labels=["outcome"]
+        )
+        for outcome in ("done", "skipped", "failed"):
+            runs.add_metric([outcome], self.runs[outcome])
+        values = CounterMetricFamily(
+            "histfill_repull_values",
+            "Values the re-pull published: added (new timestamps) and changed (edits).",
+            labels=["change"],
+        )
+        values.add_metric(["added"], self.added_total)
+        values.add_metric(["changed"], self.changed_total)
+        last = GaugeMetricFamily(
+            "histfill_repull_last_run_seconds", "How long the last re-pull run that ran took."
+        )
+        done = self.last if self.last is not None and self.last.skipped is None else None
+        last.add_metric([], done.seconds if done is not None else 0.0)
+        until = GaugeMetricFamily(
+            "histfill_repull_covered_until_seconds",
+            "End of the last window the re-pull re-read (Unix seconds); 0 before the first run.",
+        )
+        until.add_metric([], (self._last_end_us or 0) / 1e6)
+        yield runs
+        yield values
+        yield last
+        yield until

@@ -9,7 +9,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.qdb import QuestDBSQL
 from shared.settings import ConsumerSettings
@@ -96,3 +98,14 @@ def test_the_service_repulls_on_its_timer_and_reports(
         table = infra.qdb_table
         wait_for(lambda: (qdb.scalar(f"SELECT count() FROM {table}") or 0) >= 180, timeout=60)
         assert duplicate_keys(qdb, table) == []
+        # /metrics: the runs by outcome and the values added, for a dashboard or an alert
+        scraped = httpx.get(f"{service.url}/metrics", timeout=10).text
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(scraped)
+            for s in family.samples
+        }
+        assert samples[("histfill_repull_runs_total", (("outcome", "done"),))] >= 1
+        added = samples[("histfill_repull_values_total", (("change", "added"),))]
+        assert added >= found["totals"]["added"]
+        assert samples[("histfill_repull_covered_until_seconds", ())] > 0
