@@ -24,6 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumer.metrics import ConsumerMetrics
 from producer.api.app import create_app
 from producer.sources.connectors import Connectors
+from producer.upkeep.repair import RepairScheduler
+from producer.upkeep.repull import Repull
 from producer.worker.orchestrator import Orchestrator
 from shared.settings import ProducerSettings, load_settings
 from tests.unit.producer.test_producer_outcomes import request
@@ -96,7 +98,14 @@ def services_export() -> set[str]:
     orchestrator = Orchestrator(settings, Connectors.from_settings(settings))
     entry = orchestrator._entry(replace(request(), request_id="r1"))
     orchestrator.entries["r1"] = entry
-    producer = TestClient(create_app(orchestrator)).get("/metrics").text
+    live = settings.model_copy(
+        update={"live_connector": "Simulator", "live_points": "SINUSOID", "repull_enabled": True}
+    )
+    jobs = [
+        RepairScheduler(live, orchestrator),
+        Repull(live, orchestrator.connectors, orchestrator.codec),
+    ]
+    producer = TestClient(create_app(orchestrator, collectors=jobs)).get("/metrics").text
     return exported(consumer) | exported(producer)
 
 
