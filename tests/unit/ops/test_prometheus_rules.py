@@ -68,7 +68,7 @@ def test_every_alert_has_a_unit_test_and_they_pass() -> None:
         for case in test.get("alert_rule_test", [])
     }
     assert alerts == tested, f"alerts without a unit test: {sorted(alerts - tested)}"
-    assert len(alerts) == 7
+    assert len(alerts) == 9
 
 
 def test_the_rule_tests_fail_when_a_rule_is_wrong(tmp_path: Path) -> None:
