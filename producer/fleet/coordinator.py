@@ -215,9 +215,14 @@ class FleetOrchestrator(Orchestrator):
     def refresh(self) -> None:
         """Every request's progress, rebuilt from the tailed state topic."""
         entries = {}
+        now = self._now()
         for record in sorted(self.view.requests.values(), key=lambda r: str(r.get("queuedAt"))):
             entry = self._entry_from_record(record)
-            entries[entry.progress.request.request_id] = entry
+            progress = entry.progress
+            if progress.status is Status.RUNNING and progress.started_at is not None:
+                done = len(self.view.tasks.get(progress.request.request_id, {}))
+                progress.adopt_run(now, done)
+            entries[progress.request.request_id] = entry
         self.entries = entries
 
     def get(self, request_id: str) -> RequestProgress:

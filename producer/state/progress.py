@@ -166,6 +166,15 @@ class RequestProgress:
     def __post_init__(self) -> None:
         self.points = PointChunkTally(self.request.plan().windows)
 
+    def adopt_run(self, now: datetime, chunks: int) -> None:
+        """A fleet's request: its run is the whole fleet's since ``started_at`` (its first task
+        done), so rate and ETA come from every member's values and ``chunks`` with an outcome,
+        not from what this member did."""
+        since = self.started_at or now
+        self._run_started = self.clock() - max(0.0, (now - since).total_seconds())
+        self._run_values = self.values_published
+        self._run_chunks = chunks
+
     def start_run(self) -> None:
         """This process begins (or resumes) working on the request."""
         self._run_started = self.clock()

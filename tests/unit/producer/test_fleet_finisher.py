@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from producer.fleet.coordinator import FleetOrchestrator
 from producer.sources.connectors import Connectors
 from producer.state import checkpoints as cp
-from producer.state.progress import Status
+from producer.state.progress import Status, iso
 from shared.settings import ProducerSettings, load_settings
 from tests.unit.producer.test_producer_outcomes import request
 
@@ -109,3 +110,33 @@ def test_sync_gives_up_on_an_unknown_id_after_its_wait() -> None:
     member, _ = _member()
     asyncio.run(member.sync("nobody", timeout_s=0.3))
     assert "nobody" not in member.view.requests
+
+
+def test_a_running_request_shows_the_fleets_rate_and_eta() -> None:
+    """Rate and ETA of a request the fleet runs come from every member's values and finished
+    tasks since its first task, not from this member's own work (they read 0 / none before)."""
+    member, _ = _member()
+    now = datetime.now(UTC)
+    member._now = lambda: now
+    req = request(hours=4)  # four one-hour chunks
+    record = req.to_record(Status.RUNNING, startedAt=iso(now - timedelta(seconds=100)))
+    member.view.requests["r1"] = record
+    first = req.plan().chunk(0)
+    done = {
+        "requestId": "r1",
+        "chunkIndex": 0,
+        "connector": "Simulator",
+        "points": list(first.points),
+        "startUs": first.start_us,
+        "endUs": first.end_us,
+        "values": 1_000,
+        "batches": 1,
+    }
+    member.view.apply(
+        cp.done_key("Simulator", first.start_us, first.end_us, first.points), cp.encode(done)
+    )
+    _tasks(member, ["committed"])
+    shown = member.get("r1").to_json()
+    assert shown["valuesPublished"] == 1_000
+    assert 9.0 <= shown["valuesPerSecond"] <= 10.0
+    assert 290 <= shown["etaSeconds"] <= 310  # 100 s per chunk, three to go
