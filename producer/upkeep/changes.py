@@ -31,7 +31,6 @@ is the hour of the values changed.
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -44,14 +43,12 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from shared.batch import from_micros
 from shared.kafka import TopicSpec, consumer_config
-from shared.settings import CommonSettings, ProducerSettings
+from shared.settings import CommonSettings, ProducerSettings, parse_span
 
 log = structlog.get_logger(__name__)
 
 ROWS_PER_RECORD = 5_000
 """About 500 KB of JSON at most: under Kafka's default 1 MB message limit."""
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +104,12 @@ class SinceError(ValueError):
 
 
 def parse_since(text: str, now: datetime) -> datetime:
-    """``1d``, ``12h``, ``30m``, ``2w`` before ``now``, or an ISO-8601 time with a zone."""
-    match = _DURATION.match(text)
-    if match:
-        return now - timedelta(seconds=float(match.group(1)) * _UNIT_S[match.group(2).lower()])
+    """``1d``, ``12h``, ``30m``, ``2w`` before ``now`` (:func:`shared.settings.parse_span`), or
+    an ISO-8601 time with a zone."""
+    try:
+        return now - timedelta(seconds=parse_span(text))
+    except ValueError:
+        pass
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
