@@ -207,14 +207,21 @@ def _columns(
     def codes(per_batch: list[int], names: dict[str, int]) -> npt.NDArray[Any]:
         return column(np.repeat(np.array(per_batch, dtype=_code_type(names)), lengths))
 
+    # one column reordered at a time, each unsorted original freed before the next (the
+    # flush's columns are held about once, not twice, at the consumer's peak)
+    ts = column(ts)
+    values = column(values)
+    quality = column(quality)
+    if texts is not None:
+        texts = column(texts)
     return _Columns(
-        ts=column(ts),
-        values=column(values),
-        quality=column(quality),
+        ts=ts,
+        values=values,
+        quality=quality,
         addresses=codes(addr_codes, addresses),
         connectors=codes(conn_codes, connectors),
         requests=codes(req_codes, requests) if requests else None,
-        texts=None if texts is None else column(texts),
+        texts=texts,
         address_names=pd.Index(list(addresses)),
         connector_names=pd.Index(list(connectors)),
         request_names=pd.Index(list(requests)),

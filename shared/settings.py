@@ -233,7 +233,10 @@ class ConsumerSettings(CommonSettings):
         description="Port of the consumer's /metrics, /health, /ready (0: off).",
     )
     flush_rows: int = Field(
-        500_000, ge=1, description="Flush to QuestDB once this many values are buffered."
+        400_000,
+        ge=1,
+        description="Flush to QuestDB once this many values are buffered (bigger flushes: "
+        "fewer out-of-order merges in QuestDB, more consumer memory).",
     )
     qdb_request_rows: int = Field(
         125_000,
