@@ -2,8 +2,10 @@
 """End to end: simulator -> producer -> Kafka -> consumer -> QuestDB + Redis, against a ceiling.
 
 Run: ``.venv/bin/python bench/e2e.py [--points 100] [--days 365] [--connector Simulator|PIWebApi]
-[--workers 4] [--chunk 30d] [--out bench/results/e2e.json] [--png bench/results/e2e.png]``
-(``make bench`` runs it with the defaults). Needs the local stack (``make stack-up``).
+[--workers 4] [--chunk 30d] [--consumers 1] [--runs 1] [--out bench/results/e2e.json]
+[--png bench/results/e2e.png]`` (``make bench`` runs it with the defaults). Needs the local stack
+(``make stack-up``); ``QDB_CLIENT_CONF`` with ``--questdb-pid`` and ``--questdb-metrics-url``
+point it at another QuestDB (one started with other server settings, or with metrics on).
 
 The real services run as child processes configured by environment variables only, on topics,
 table, consumer group and Redis keys unique to this run: ``python -m consumer`` (waited for until
@@ -22,6 +24,13 @@ written straight to a separate table of the same DDL with the questdb client's
 ``Sender.dataframe()`` in requests of the consumer's size (no Kafka, no decoding, no Redis), timed
 the same way: first request to last row visible. Every table, topic, group and key of the run is
 deleted afterwards (``--keep`` keeps them). Prints a summary; writes JSON and a PNG chart.
+
+Each run reports its ratio to the ceiling, the table layout (``QDB_REQUEST_ID_COLUMN``), and
+QuestDB's CPU seconds per million rows for the pipeline and the ceiling side by side (plus its
+own counters when its Prometheus endpoint answers); with ``--runs N`` the JSON and chart are the
+median run's, with every run's figures under ``runs``. A backfill partition counts as drained
+when its lag in seconds is 0 (a drained partition keeps a message lag of 1: the marker that
+closed its last transaction).
 """
 
 from __future__ import annotations
@@ -472,8 +481,9 @@ def sample_until_visible(s: Sampler, expected: int, args: argparse.Namespace) ->
             visible_at = now
             settle_until = now + 30  # the last progress/metrics updates may trail the rows
         status = s.progress["status"]
+        drained = s.lagging <= set(s.drained_at)  # the consumer shows lag about once a second
         if visible_at is not None and (
-            (status in FINAL and ingested >= expected) or now > settle_until
+            (status in FINAL and ingested >= expected and drained) or now > settle_until
         ):
             if tty:
                 print()
