@@ -46,7 +46,7 @@ class PointTableLayout:
     backfill request that wrote it (a symbol column; the state topic records that too).
 
     Measured side by side on the same data (``bench/ceiling.py``, README "Benchmarks"): the
-    ``request_id`` column costs about a fifth of QuestDB's ingest rate (19 more ILP bytes per
+    ``request_id`` column costs 7-28 % of QuestDB's ingest rate (19 more ILP bytes per
     row, one more column for every out-of-order rewrite), so it is off by default. Day
     partitions stay: weeks and months were no faster and rewrite more per out-of-order commit,
     and the archive's hot window drops whole days.
@@ -188,7 +188,7 @@ class TableCheck:
             found.append(
                 f"{table} has a request_id column (the layout before QDB_REQUEST_ID_COLUMN): "
                 "the consumer keeps filling it; `ALTER TABLE "
-                f"{table} DROP COLUMN request_id` makes QuestDB's ingest about 20 % faster "
+                f"{table} DROP COLUMN request_id` makes QuestDB's ingest 7-28 % faster "
                 "(the state topic still records which request wrote which points and times)"
             )
         if self.partition_by != layout.partition_by:
