@@ -39,6 +39,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from consumer.alignment import TimeAligner
 from consumer.decode import LazyBatches, Poison, decode_message
 from consumer.dlq import DeadLetterPublisher
 from consumer.latest_cache import Latest, LatestValueCache, newest_in
@@ -176,8 +177,12 @@ class IngestLoop:
         self._stop = threading.Event()
         self._flushing = False
         self._assigned: set[tuple[str, int]] = set()
-        self._paused: set[tuple[str, int]] = set()
+        self._paused: set[tuple[str, int]] = set()  # paused by us: held or aligned
+        self._holding = False  # every backfill partition held: real-time first, or the cap
         self._backfill_lag_paused = False
+        # backfill partitions ahead in time wait for the slowest (see consumer.alignment)
+        window_us = int(settings.backfill_align_window_s * 1_000_000)
+        self._aligner = TimeAligner(window_us) if window_us > 0 else None
         self._backfill_cap = ValueRateLimit(settings.backfill_max_values_per_second, clock=clock)
         self._last_steer = 0.0
         self._last_export = -1.0
@@ -216,6 +221,8 @@ class IngestLoop:
         self._pending.keep_only(lambda m: (m.topic(), m.partition()) not in revoked)
         self._assigned -= revoked
         self._paused -= revoked
+        if self._aligner is not None:
+            self._aligner.forget(revoked)
         self._metrics.drop_lag(revoked)
         self._metrics.assigned.set(len(self._assigned))
 
@@ -230,6 +237,8 @@ class IngestLoop:
         self._pending.keep_only(lambda m: (m.topic(), m.partition()) not in lost)
         self._assigned -= lost
         self._paused -= lost
+        if self._aligner is not None:
+            self._aligner.forget(lost)
         self._metrics.drop_lag(lost)
         self._metrics.assigned.set(len(self._assigned))
 
@@ -248,12 +257,18 @@ class IngestLoop:
                 self.heartbeat.beat()
                 messages = self._consumer.consume(settings.poll_batch, timeout=min(interval, 0.5))
                 generation = self._generation
+                put_back: set[tuple[str, int]] = set()
                 for message in messages:
                     if self._generation != generation:
                         # A rebalance ran inside this batch (a retry polls): the rest belongs to
                         # the old assignment; the fetch position was reset, so it is read again.
                         break
-                    self._accept(message)
+                    key = (message.topic() or "", message.partition() or 0)
+                    if key in put_back or not self._accept(message):
+                        # its partition was rewound to an earlier message of this batch: this
+                        # one is read again after it, once the partition is resumed
+                        put_back.add(key)
+                        continue
                     # checked per message: a flush never holds much more than FLUSH_ROWS values,
                     # which bounds memory and the size of one QuestDB request
                     if self._flush_due():
@@ -262,28 +277,53 @@ class IngestLoop:
                     self._flush()
                 elif self._inflight is not None and self._inflight[2].done():
                     self._finish_inflight()  # commit it (or retry it) without waiting for more
+                if self._aligner is not None:
+                    self._apply_pauses()
                 self._steer()
         except _Stopped:
             pass
         finally:
             self._shutdown()
 
-    def _accept(self, message: Message) -> None:
+    def _accept(self, message: Message) -> bool:
+        """Take a polled message into the pending flush; False if it was put back instead
+        (a backfill message running ahead in time: see consumer.alignment)."""
         error = message.error()
         if error is not None:
             if error.code() == KafkaError._PARTITION_EOF:
-                return
+                if self._aligner is not None and message.topic() == self._settings.topic_backfill:
+                    self._aligner.reached_end((message.topic() or "", message.partition() or 0))
+                return True
             if error.fatal():
                 raise KafkaException(error)
             log.warning("kafka_consume_error", error=str(error))
-            return
+            return True
         decoded = self._retry(
             "schema_registry", lambda: decode_message(self._codec, message), DecodeError
         )
+        backfill = message.topic() == self._settings.topic_backfill
+        if backfill and self._aligner is not None and not isinstance(decoded, Poison) and decoded:
+            # a batch is sorted by time: its last value is its newest
+            newest = int(decoded.timestamps_us[-1])
+            if not self._aligner.admit(_key(message)[:2], newest, self._clock()):
+                self._put_back(message)
+                return False
         self._pending.add(message, decoded, self._clock())
-        if message.topic() == self._settings.topic_backfill and not isinstance(decoded, Poison):
+        if backfill and not isinstance(decoded, Poison):
             # paid for by pausing the backfill partitions (see _steer) while over the cap
             self._backfill_cap.reserve(len(decoded))
+        return True
+
+    def _put_back(self, message: Message) -> None:
+        """Pause the message's partition and rewind it to the message, so it is read again
+        when resumed. Nothing of it was taken: no offset of it or after it is stored."""
+        topic, partition = message.topic() or "", message.partition() or 0
+        tp = TopicPartition(topic, partition)
+        if (topic, partition) not in self._paused:
+            self._consumer.pause([tp])
+            self._paused.add((topic, partition))
+        # after the pause: pausing keeps the position after the last message polled (this one)
+        self._consumer.seek(TopicPartition(topic, partition, message.offset() or 0))
 
     def _flush_due(self) -> bool:
         pending, s = self._pending, self._settings
@@ -527,21 +567,40 @@ class IngestLoop:
             elif realtime_lag <= threshold // 2:
                 self._backfill_lag_paused = False
         want_paused = self._backfill_lag_paused or self._backfill_cap.ready_in() > 0
-        backfill = {(t, p) for (t, p) in self._assigned if t == s.topic_backfill}
-        if want_paused and backfill - self._paused:
-            newly = sorted(backfill - self._paused)
-            self._consumer.pause([TopicPartition(t, p) for t, p in newly])
-            self._paused |= set(newly)
+        if want_paused and not self._holding:
             log.info(
                 "backfill_paused",
                 realtime_lag=realtime_lag,
                 rate_capped=not self._backfill_lag_paused,
             )
-        elif not want_paused and self._paused:
-            self._consumer.resume([TopicPartition(t, p) for t, p in sorted(self._paused)])
-            self._paused.clear()
+        elif self._holding and not want_paused:
             log.info("backfill_resumed", realtime_lag=realtime_lag)
-        self._metrics.backfill_paused.set(1 if self._paused else 0)
+        self._holding = want_paused
+        self._apply_pauses()
+        self._metrics.backfill_paused.set(1 if self._holding else 0)
+
+    def _apply_pauses(self) -> None:
+        """Pause what should be paused now, resume the rest: every backfill partition while
+        held (real-time first, the cap), else those the aligner says run ahead in time. The
+        real-time partitions are never paused here."""
+        backfill = frozenset(
+            (t, p) for (t, p) in self._assigned if t == self._settings.topic_backfill
+        )
+        held = backfill if self._holding else frozenset()
+        aligned = (
+            self._aligner.to_pause(self._clock(), held) & backfill
+            if self._aligner is not None
+            else frozenset()
+        )
+        want = held | aligned
+        pause, resume = sorted(want - self._paused), sorted(self._paused - want)
+        if pause:
+            self._consumer.pause([TopicPartition(t, p) for t, p in pause])
+        if resume:
+            self._consumer.resume([TopicPartition(t, p) for t, p in resume])
+        if pause or resume:
+            log.debug("backfill_aligned", paused=len(want), held=bool(held))
+        self._paused = set(want)
 
     # ------------------------------------------------------------------ shutdown
 

@@ -34,7 +34,7 @@ log = structlog.get_logger(__name__)
 
 def run(settings: ConsumerSettings) -> None:
     """Build the pipeline and consume until SIGTERM/SIGINT."""
-    ensure_infrastructure(settings)
+    _, table = ensure_infrastructure(settings)
     metrics = ConsumerMetrics()
     with ExitStack() as stack:
         codec = stack.enter_context(BatchCodec(registry=settings.schema_registry_url))
@@ -45,6 +45,7 @@ def run(settings: ConsumerSettings) -> None:
             settings.qdb_table,
             request_rows=settings.qdb_request_rows,
             request_bytes=settings.qdb_request_bytes,
+            request_id=table.has_request_id,
         )
         stack.callback(sink.close)
         dlq_producer = Producer(producer_config(settings, **{"linger.ms": 5}))
@@ -57,6 +58,9 @@ def run(settings: ConsumerSettings) -> None:
                 settings,
                 settings.consumer_group_id,
                 **static_membership(instance_id, settings.consumer_session_timeout_ms),
+                # end-of-partition events tell the time alignment a partition has nothing
+                # more to give, so it holds no one back (see consumer.alignment)
+                **{"enable.partition.eof": settings.backfill_align_window_s > 0},
             )
         )
         watcher = GroupLagWatcher(

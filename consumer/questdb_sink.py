@@ -150,8 +150,11 @@ class _Columns:
         return frame
 
 
-def _columns(batches: Iterable[PointBatch], total: int, time_ordered: bool) -> _Columns:
+def _columns(
+    batches: Iterable[PointBatch], total: int, time_ordered: bool, request_ids: bool = True
+) -> _Columns:
     """Copy ``total`` values of batches into columns; optionally reorder them by timestamp.
+    ``request_ids``: carry the batches' request ids (a column only where the table has one).
 
     Batches are taken one at a time (a lazy sequence decodes each only when asked), and the
     reordering gathers one column at a time, so the flush's values are held about once.
@@ -184,7 +187,9 @@ def _columns(batches: Iterable[PointBatch], total: int, time_ordered: bool) -> _
         addr_codes.append(addresses.setdefault(b.source_address, len(addresses)))
         conn_codes.append(connectors.setdefault(b.connector, len(connectors)))
         req_codes.append(
-            -1 if b.request_id is None else requests.setdefault(b.request_id, len(requests))
+            -1
+            if b.request_id is None or not request_ids
+            else requests.setdefault(b.request_id, len(requests))
         )
         if b.unit:
             units[b.source_address] = (b.unit, b.connector)
@@ -202,14 +207,21 @@ def _columns(batches: Iterable[PointBatch], total: int, time_ordered: bool) -> _
     def codes(per_batch: list[int], names: dict[str, int]) -> npt.NDArray[Any]:
         return column(np.repeat(np.array(per_batch, dtype=_code_type(names)), lengths))
 
+    # one column reordered at a time, each unsorted original freed before the next (the
+    # flush's columns are held about once, not twice, at the consumer's peak)
+    ts = column(ts)
+    values = column(values)
+    quality = column(quality)
+    if texts is not None:
+        texts = column(texts)
     return _Columns(
-        ts=column(ts),
-        values=column(values),
-        quality=column(quality),
+        ts=ts,
+        values=values,
+        quality=quality,
         addresses=codes(addr_codes, addresses),
         connectors=codes(conn_codes, connectors),
         requests=codes(req_codes, requests) if requests else None,
-        texts=None if texts is None else column(texts),
+        texts=texts,
         address_names=pd.Index(list(addresses)),
         connector_names=pd.Index(list(connectors)),
         request_names=pd.Index(list(requests)),
@@ -223,9 +235,10 @@ def _code_type(categories: dict[str, int]) -> type[np.signedinteger[Any]]:
     return np.int8 if n <= 127 else np.int16 if n <= 32_767 else np.int32
 
 
-def batches_to_frame(batches: Sequence[PointBatch]) -> pd.DataFrame:
+def batches_to_frame(batches: Sequence[PointBatch], request_ids: bool = True) -> pd.DataFrame:
     """Concatenate batches into one DataFrame in point_data's layout, with no per-value work."""
-    return _columns(batches, sum(len(b) for b in batches), time_ordered=False).frame()
+    total = sum(len(b) for b in batches)
+    return _columns(batches, total, time_ordered=False, request_ids=request_ids).frame()
 
 
 class QuestDBSink:
@@ -239,8 +252,12 @@ class QuestDBSink:
         request_rows: int = 125_000,
         request_bytes: int = 12 * 2**20,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        request_id: bool = False,
     ) -> None:
         self.request_rows = request_rows
+        # write each row's request id: only into a table with that column (see
+        # shared.qdb.PointTableLayout; over ILP a missing column would be created)
+        self.request_id = request_id
         self.request_bytes = request_bytes
         self._bytes_per_row = 0.0  # ILP bytes per row of the last request: sizes the next
         # auto_flush off: we decide when a flush happens, so we know which offsets it covers.
@@ -311,7 +328,7 @@ class QuestDBSink:
         if values is None:
             values = sum(len(b) for b in batches)
         try:
-            columns = _columns(batches, values, time_ordered=True)
+            columns = _columns(batches, values, time_ordered=True, request_ids=self.request_id)
             start = 0
             while start < len(columns):
                 stop = start + self._rows_per_request()
@@ -372,7 +389,7 @@ class QuestDBSink:
         if not batches:
             return []
         try:
-            self._send(batches_to_frame(batches))
+            self._send(batches_to_frame(batches, self.request_id))
             return []
         except QuestDBError as exc:
             if not _is_data_error(exc):

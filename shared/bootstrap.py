@@ -5,7 +5,7 @@ from __future__ import annotations
 from confluent_kafka.admin import AdminClient
 
 from shared.kafka import base_config, ensure_topics, topic_specs
-from shared.qdb import QuestDBSQL, TableCheck, ensure_point_table
+from shared.qdb import PointTableLayout, QuestDBSQL, TableCheck, ensure_point_table
 from shared.settings import CommonSettings
 
 
@@ -17,5 +17,6 @@ def ensure_infrastructure(settings: CommonSettings) -> tuple[list[str], TableChe
     """
     created = ensure_topics(AdminClient(base_config(settings)), topic_specs(settings))
     with QuestDBSQL.from_settings(settings) as sql:
-        check = ensure_point_table(sql, settings.qdb_table)
+        layout = PointTableLayout(request_id=settings.qdb_request_id_column)
+        check = ensure_point_table(sql, settings.qdb_table, layout)
     return created, check

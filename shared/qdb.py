@@ -9,7 +9,7 @@ values, so services refuse to start on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -23,19 +23,64 @@ log = structlog.get_logger(__name__)
 DEDUP_KEYS = ("ts", "source_address")
 
 # value is the reading; quality holds shared.batch.Quality flags (0 = good); text_value carries
-# digital-state names and string values; connector and request_id say where a row came from.
-CREATE_POINT_TABLE = """
-CREATE TABLE IF NOT EXISTS {table} (
+# digital-state names and string values; connector says which historian a row came from.
+# {extra} is the optional request_id column, {partition_by} the layout's partitioning.
+_POINT_TABLE_TEMPLATE = """
+CREATE TABLE IF NOT EXISTS {{table}} (
     ts TIMESTAMP,
     source_address SYMBOL CAPACITY 65536 CACHE,
     value DOUBLE,
     quality BYTE,
     text_value VARCHAR,
-    connector SYMBOL CAPACITY 16 CACHE,
-    request_id SYMBOL CAPACITY 4096 CACHE
-) TIMESTAMP(ts) PARTITION BY DAY WAL
+    connector SYMBOL CAPACITY 16 CACHE{extra}
+) TIMESTAMP(ts) PARTITION BY {partition_by} WAL
 DEDUP UPSERT KEYS(ts, source_address)
 """
+
+PARTITIONINGS = ("DAY", "WEEK", "MONTH", "YEAR")
+
+
+@dataclass(frozen=True)
+class PointTableLayout:
+    """How a new point table is laid out: its partitioning, and whether each row names the
+    backfill request that wrote it (a symbol column; the state topic records that too).
+
+    Measured side by side on the same data (``bench/ceiling.py``, README "Benchmarks"): the
+    ``request_id`` column costs 7-28 % of QuestDB's ingest rate (19 more ILP bytes per
+    row, one more column for every out-of-order rewrite), so it is off by default. Day
+    partitions stay: weeks and months were no faster and rewrite more per out-of-order commit,
+    and the archive's hot window drops whole days.
+    """
+
+    partition_by: str = "DAY"
+    request_id: bool = False
+
+    def __post_init__(self) -> None:
+        if self.partition_by not in PARTITIONINGS:
+            raise ValueError(f"partition_by must be one of {PARTITIONINGS}: {self.partition_by!r}")
+
+    @property
+    def name(self) -> str:
+        return self.partition_by + ("+request_id" if self.request_id else "")
+
+    @classmethod
+    def parse(cls, name: str) -> PointTableLayout:
+        """``DAY``, ``MONTH+request_id``, ... (the form :attr:`name` gives)."""
+        partition, *options = name.strip().split("+")
+        if any(option.lower() != "request_id" for option in options):
+            raise ValueError(f"unknown layout option in {name!r} (only '+request_id')")
+        return cls(partition.upper(), request_id=bool(options))
+
+    def ddl(self, table: str) -> str:
+        extra = ",\n    " + REQUEST_ID_COLUMN if self.request_id else ""
+        template = _POINT_TABLE_TEMPLATE.format(extra=extra, partition_by=self.partition_by)
+        return template.format(table=table)
+
+
+REQUEST_ID_COLUMN = "request_id SYMBOL CAPACITY 4096 CACHE"
+
+# The table as it was before the layout became configurable (day partitions, request_id).
+CREATE_POINT_TABLE = PointTableLayout("DAY", request_id=True).ddl("{table}")
 
 # One row per point: its engineering unit as the source last gave it (see consumer.point_units).
 # ts is always the epoch, so the dedup keys make every write an upsert of the point's one row.
@@ -114,6 +159,13 @@ class TableCheck:
     upsert_keys: tuple[str, ...]
     designated_timestamp: str | None
     partition_by: str
+    columns: frozenset[str] = frozenset()
+
+    @property
+    def has_request_id(self) -> bool:
+        """Whether rows carry the request that wrote them: the consumer writes the column
+        exactly when the table has it."""
+        return "request_id" in self.columns
 
     def problems(self) -> list[str]:
         found = []
@@ -128,9 +180,27 @@ class TableCheck:
             )
         return found
 
+    def differences(self, table: str, layout: PointTableLayout) -> list[str]:
+        """How an existing table differs from the layout a new one would get, and what that
+        means; none of these stops a service (unlike :meth:`problems`)."""
+        found = []
+        if self.has_request_id and not layout.request_id:
+            found.append(
+                f"{table} has a request_id column (the layout before QDB_REQUEST_ID_COLUMN): "
+                "the consumer keeps filling it; `ALTER TABLE "
+                f"{table} DROP COLUMN request_id` makes QuestDB's ingest 7-28 % faster "
+                "(the state topic still records which request wrote which points and times)"
+            )
+        if self.partition_by != layout.partition_by:
+            found.append(
+                f"{table} is partitioned by {self.partition_by}, not {layout.partition_by}: "
+                "it works; the archive's hot window drops only day partitions"
+            )
+        return found
+
 
 def inspect_table(sql: QuestDBSQL, table: str) -> TableCheck | None:
-    """Read a table's WAL/dedup/timestamp facts, or None when it does not exist."""
+    """Read a table's WAL/dedup/timestamp facts and columns, or None when it does not exist."""
     quoted = table.replace("'", "''")
     # the table name is validated by settings (identifier characters) and quoted as a literal
     where = f"WHERE table_name = '{quoted}'"
@@ -139,16 +209,31 @@ def inspect_table(sql: QuestDBSQL, table: str) -> TableCheck | None:
     if not meta:
         return None
     wal, dedup, designated, partition_by = meta[0]
-    keys = sql.rows(
-        f"SELECT \"column\" FROM table_columns('{quoted}') WHERE upsertKey"  # noqa: S608  # as above
+    columns = sql.rows(
+        f"SELECT \"column\", upsertKey FROM table_columns('{quoted}')"  # noqa: S608  # as above
     )
-    return TableCheck(bool(wal), bool(dedup), tuple(k[0] for k in keys), designated, partition_by)
+    keys = tuple(c[0] for c in columns if c[1])
+    names = frozenset(c[0] for c in columns)
+    return TableCheck(bool(wal), bool(dedup), keys, designated, partition_by, names)
 
 
-def ensure_point_table(sql: QuestDBSQL, table: str) -> TableCheck:
-    """Create the table, and its points table, if missing; refuse (SchemaMismatchError) either
-    without the dedup keys. A table made before the points table existed gets it here."""
-    check = _ensure(sql, table, CREATE_POINT_TABLE)
+def ensure_point_table(
+    sql: QuestDBSQL, table: str, layout: PointTableLayout | None = None
+) -> TableCheck:
+    """Create the table (in ``layout``, default :class:`PointTableLayout`) and its points table
+    if missing; refuse (SchemaMismatchError) either without the dedup keys. An existing table
+    keeps its layout, and what differs is logged with what it means; a layout asking for
+    ``request_id`` adds the column to a table without it. A table made before the points
+    table existed gets it here."""
+    layout = layout or PointTableLayout()
+    check = _ensure(sql, table, layout.ddl("{table}"))
+    if layout.request_id and not check.has_request_id:
+        sql.exec(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {REQUEST_ID_COLUMN}")
+        log.warning("questdb_column_added", table=table, column="request_id")
+        # a WAL table applies the change asynchronously, in order before any later write
+        check = replace(check, columns=check.columns | {"request_id"})
+    for difference in check.differences(table, layout):
+        log.warning("questdb_table_layout_differs", table=table, explanation=difference)
     _ensure(sql, points_table(table), CREATE_POINTS_TABLE)
     return check
 

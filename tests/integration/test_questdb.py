@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from questdb import Sender
+from structlog.testing import capture_logs
 
 from shared.errors import SchemaMismatchError
 from shared.qdb import (
     CREATE_POINT_TABLE,
+    PointTableLayout,
     QuestDBSQL,
     ensure_point_table,
     inspect_table,
@@ -109,3 +111,37 @@ def test_an_existing_table_gets_its_points_table(
     assert check is not None
     assert check.problems() == []
     assert check.designated_timestamp == "ts"
+
+
+def test_a_new_table_has_no_request_id_column(settings: ConsumerSettings, qdb: QuestDBSQL) -> None:
+    """The default layout leaves request_id out (the state topic says which request wrote
+    what; the column cost about a fifth of the ingest rate)."""
+    check = ensure_point_table(qdb, settings.qdb_table)
+    assert not check.has_request_id
+    assert {"ts", "source_address", "value", "quality", "text_value", "connector"} <= set(
+        check.columns
+    )
+
+
+def test_an_existing_table_with_request_id_keeps_it_and_is_explained(
+    settings: ConsumerSettings, qdb: QuestDBSQL
+) -> None:
+    """A table in the old layout keeps working: its request_id column stays (the consumer
+    fills it) and start-up says what dropping it would gain."""
+    qdb.exec(CREATE_POINT_TABLE.format(table=settings.qdb_table))
+    with capture_logs() as logs:
+        check = ensure_point_table(qdb, settings.qdb_table)
+    assert check.has_request_id
+    explained = [e for e in logs if e["event"] == "questdb_table_layout_differs"]
+    assert len(explained) == 1
+    assert "DROP COLUMN request_id" in explained[0]["explanation"]
+
+
+def test_asking_for_request_id_adds_the_column_to_a_table_without_it(
+    settings: ConsumerSettings, qdb: QuestDBSQL
+) -> None:
+    """QDB_REQUEST_ID_COLUMN=true on a table made without the column adds it at start-up."""
+    ensure_point_table(qdb, settings.qdb_table)
+    check = ensure_point_table(qdb, settings.qdb_table, PointTableLayout(request_id=True))
+    assert check.has_request_id
+    wait_for(lambda: inspect_table(qdb, settings.qdb_table).has_request_id)  # type: ignore[union-attr]

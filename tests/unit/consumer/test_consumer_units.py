@@ -459,3 +459,24 @@ def test_newest_value_carries_the_batch_unit_or_empty() -> None:
     """Redis's latest value of a point holds its unit ('' when the source gave none)."""
     assert newest_in(_batch("A", [1, 2], [1.0, 2.0], unit="kW")).unit == "kW"  # type: ignore[union-attr]
     assert newest_in(_batch("A", [1], [1.0])).unit == ""  # type: ignore[union-attr]
+
+
+def test_sink_writes_request_ids_only_into_a_table_that_has_the_column() -> None:
+    """By default (a table without request_id) the rows go without it, so ILP does not add
+    the column; a sink for a table with the column writes each row's request id."""
+    batches = [_batch("A", [1, 2], [1.0, 2.0], request_id="r1"), _batch("B", [3], [3.0])]
+    for request_id, expected in ((False, None), (True, ["r1", "r1", None])):
+        frames: list[pd.DataFrame] = []
+        sink = QuestDBSink(
+            "http::addr=x:9000;",
+            "t",
+            sender_factory=lambda _conf, f=frames: _FakeSender([], f),  # type: ignore[arg-type,misc]
+            request_id=request_id,
+        )
+        assert sink.write(batches) == []
+        frame = pd.concat(frames, ignore_index=True)
+        if expected is None:
+            assert "request_id" not in frame
+        else:
+            ids = frame["request_id"].astype(object).where(frame["request_id"].notna(), None)
+            assert list(ids) == expected
