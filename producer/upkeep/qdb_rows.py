@@ -13,16 +13,18 @@ import io
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from producer.upkeep.diff import Rows, no_rows
 from shared.batch import from_micros
 from shared.errors import SinkError
 from shared.settings import CommonSettings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 EXPORT_SLOTS = 2
 """QuestDB's default ``http_export_connections``: more at once are refused."""
@@ -101,6 +103,10 @@ class QuestDBRows:
                 return dict.fromkeys(points, _EMPTY)
             raise SinkError(f"QuestDB refused the re-pull's read: {response.text[:300]}")
         try:
+            # imported here: pyarrow is ~30 MB of the producer's memory, needed by re-pulls only
+            import pyarrow as pa  # noqa: PLC0415
+            import pyarrow.parquet as pq  # noqa: PLC0415
+
             table = pq.ParquetFile(io.BytesIO(response.content)).read(use_threads=False)
         except (pa.ArrowException, OSError) as exc:
             raise SinkError(f"QuestDB's export is not Parquet: {exc}") from exc
