@@ -46,6 +46,7 @@ def run(settings: ConsumerSettings) -> None:
             request_rows=settings.qdb_request_rows,
             request_bytes=settings.qdb_request_bytes,
             request_id=table.has_request_id,
+            connections=settings.qdb_connections,
         )
         stack.callback(sink.close)
         dlq_producer = Producer(producer_config(settings, **{"linger.ms": 5}))

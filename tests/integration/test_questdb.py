@@ -8,6 +8,8 @@ import pytest
 from questdb import Sender
 from structlog.testing import capture_logs
 
+from consumer.questdb_sink import QuestDBSink
+from shared.batch import PointBatch
 from shared.errors import SchemaMismatchError
 from shared.qdb import (
     CREATE_POINT_TABLE,
@@ -145,3 +147,44 @@ def test_asking_for_request_id_adds_the_column_to_a_table_without_it(
     check = ensure_point_table(qdb, settings.qdb_table, PointTableLayout(request_id=True))
     assert check.has_request_id
     wait_for(lambda: inspect_table(qdb, settings.qdb_table).has_request_id)  # type: ignore[union-attr]
+
+
+def test_a_flush_over_three_connections_lands_whole_with_replays_resolved_in_order(
+    settings: ConsumerSettings, qdb: QuestDBSQL
+) -> None:
+    """QDB_CONNECTIONS > 1 against the real server: every row once, and where a flush holds a
+    value and its replay (same point and time), the later one wins, as over one connection."""
+    ensure_point_table(qdb, settings.qdb_table)
+    start = 1_704_067_200_000_000  # 2024-01-01
+    stamps = start + np.arange(2_000, dtype=np.int64) * 60_000_000
+    batches = [
+        PointBatch(
+            f"P{p}", "Simulator", stamps, np.full(2_000, float(p)), np.zeros(2_000, np.uint8)
+        )
+        for p in range(10)
+    ]
+    # a replay of P3's first 500 values with new values, later in the same flush
+    batches.append(
+        PointBatch("P3", "Simulator", stamps[:500], np.full(500, -3.0), np.zeros(500, np.uint8))
+    )
+    sink = QuestDBSink(
+        settings.qdb_client_conf.get_secret_value(),
+        settings.qdb_table,
+        request_rows=1_500,  # 14 requests over 3 connections
+        connections=3,
+    )
+    try:
+        assert sink.write(batches) == []
+        assert sink.write(batches) == []  # the second flush goes out concurrently from the start
+    finally:
+        sink.close()
+    wait_for(lambda: _count(qdb, settings.qdb_table) == 20_000)
+    table = settings.qdb_table
+    assert qdb.rows(
+        f"SELECT count() FROM {table} WHERE source_address = 'P3' AND value = -3.0"
+    ) == [[500]]
+    doubled = qdb.rows(
+        f"SELECT * FROM (SELECT ts, source_address, count() c FROM {table} "
+        "GROUP BY ts, source_address) WHERE c > 1"
+    )
+    assert doubled == []
