@@ -52,7 +52,14 @@ def test_sigkill_mid_run_then_rerun_gives_every_value_once(
     bucket_dir = stack_mod.StackPaths().data / "s3proxy" / archive.store.bucket  # type: ignore[operator]
 
     def objects() -> list[Path]:
-        return [p for p in bucket_dir.rglob("*.parquet") if p.is_file()]
+        # os.walk, not rglob: S3Proxy's multipart scratch folders (.mpus-*) come and go while
+        # it is read, and rglob raises FileNotFoundError on one that vanished (seen in a run)
+        return [
+            Path(folder, name)
+            for folder, _, names in os.walk(bucket_dir)
+            for name in names
+            if name.endswith(".parquet")
+        ]
 
     proc = _archive_cli(archive_env)
     try:
