@@ -28,3 +28,10 @@ class FakeMessage:
 
     def error(self) -> None:
         return None
+
+
+class NullCache:
+    """A latest-value cache that takes every update and keeps nothing."""
+
+    def update(self, _newest: list[object]) -> int:
+        return 0

@@ -9,7 +9,7 @@ from consumer.loop import IngestLoop
 from consumer.metrics import ConsumerMetrics
 from shared.batch import PointBatch
 from shared.settings import ConsumerSettings, load_settings
-from tests.unit.consumer.fakes import FakeMessage
+from tests.unit.consumer.fakes import FakeMessage, NullCache
 
 DAY_US = 86_400_000_000
 
@@ -28,11 +28,6 @@ class _Sink:
     def write(self, batches: list[PointBatch], values: int | None = None) -> list[object]:
         self.written += [int(b.timestamps_us[0] // DAY_US) for b in batches]
         return []
-
-
-class _Cache:
-    def update(self, _newest: list[object]) -> int:
-        return 0
 
 
 class _Consumer:
@@ -66,7 +61,7 @@ def _loop() -> tuple[IngestLoop, _Consumer, _Sink]:
         consumer,  # type: ignore[arg-type]
         _DayCodec(),  # type: ignore[arg-type]
         sink,  # type: ignore[arg-type]
-        _Cache(),  # type: ignore[arg-type]
+        NullCache(),  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
         settings,
         ConsumerMetrics(),

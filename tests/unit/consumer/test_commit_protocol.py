@@ -10,7 +10,7 @@ from consumer.metrics import ConsumerMetrics
 from shared.batch import PointBatch
 from shared.errors import DecodeError, DecodeReason, SinkError
 from shared.settings import ConsumerSettings, load_settings
-from tests.unit.consumer.fakes import FakeMessage
+from tests.unit.consumer.fakes import FakeMessage, NullCache
 
 
 class _Codec:
@@ -32,11 +32,6 @@ class _Sink:
         assert values == sum(len(b) for b in batches)
         self.written.append(len(batches))
         return []
-
-
-class _Cache:
-    def update(self, _newest: list[object]) -> int:
-        return 0
 
 
 class _Consumer:
@@ -73,7 +68,7 @@ def _loop_with_failed_flush(fails: int) -> tuple[IngestLoop, _Consumer, _Sink]:
         consumer,  # type: ignore[arg-type]
         _Codec(),  # type: ignore[arg-type]
         sink,  # type: ignore[arg-type]
-        _Cache(),  # type: ignore[arg-type]
+        NullCache(),  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
         settings,
         ConsumerMetrics(),
