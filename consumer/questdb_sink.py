@@ -36,7 +36,6 @@ Units go to the points table beside it, a row per point (see :mod:`consumer.poin
 from __future__ import annotations
 
 import queue
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
@@ -309,8 +308,8 @@ class QuestDBSink:
         self._factory = sender_factory
         # connections not in use; one is taken per request, and returned after it unless failed
         self._idle: queue.SimpleQueue[Sender] = queue.SimpleQueue()
-        self._pool: ThreadPoolExecutor | None = None  # the concurrent requests' threads
-        self._lock = threading.Lock()
+        # the concurrent requests' threads; the sink itself is used by one thread at a time
+        self._pool: ThreadPoolExecutor | None = None
 
     def _acquire(self) -> Sender:
         with suppress(queue.Empty):
@@ -362,17 +361,14 @@ class QuestDBSink:
         if not cuts:
             return
         if self.connections == 1 or len(cuts) == 1:
-            for start, stop in cuts:
-                self._send(columns.frame(start, stop))
+            for a, b in cuts:
+                self._send(columns.frame(a, b))
             return
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.connections, thread_name_prefix="qdb-send")
-            pool = self._pool
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.connections, thread_name_prefix="qdb-send")
         # each request's frame is built on its thread: at most `connections` are held at once
         futures: list[Future[None]] = [
-            pool.submit(lambda a, b: self._send(columns.frame(a, b)), start, stop)
-            for start, stop in cuts
+            self._pool.submit(lambda a, b: self._send(columns.frame(a, b)), a, b) for a, b in cuts
         ]
         wait(futures)  # never leave a request in flight behind a failure
         errors = [e for e in (f.exception() for f in futures) if e is not None]
@@ -477,10 +473,9 @@ class QuestDBSink:
         return left + [Rejection(r.index + middle, r.reason, r.code) for r in right]
 
     def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         while True:
             try:
                 sender = self._idle.get_nowait()
