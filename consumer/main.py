@@ -47,6 +47,9 @@ def run(settings: ConsumerSettings) -> None:
             request_bytes=settings.qdb_request_bytes,
             request_id=table.has_request_id,
             connections=settings.qdb_connections,
+            stream=settings.qdb_transaction_per_flush,
+            http_url=settings.qdb_http_url,
+            http_auth=settings.qdb_http_auth,
         )
         stack.callback(sink.close)
         dlq_producer = Producer(producer_config(settings, **{"linger.ms": 5}))

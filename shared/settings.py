@@ -242,8 +242,8 @@ class ConsumerSettings(CommonSettings):
     qdb_request_rows: int = Field(
         125_000,
         ge=1,
-        description="Most rows per ILP/HTTP request (one QuestDB transaction); a flush is "
-        "written sorted by time in requests of this size.",
+        description="With QDB_TRANSACTION_PER_FLUSH=false: most rows per ILP/HTTP request "
+        "(one QuestDB transaction); a flush is written sorted by time in requests of this size.",
     )
     qdb_request_bytes: int = Field(
         12 * 1024 * 1024,
@@ -255,12 +255,21 @@ class ConsumerSettings(CommonSettings):
         1,
         ge=1,
         le=16,
-        description="ILP/HTTP connections a consumer writes a flush over at once (its "
+        description="With QDB_TRANSACTION_PER_FLUSH=false: ILP/HTTP connections a consumer "
+        "writes a flush over at once (its "
         "requests, each its own transaction, sent concurrently; the flush done when all are "
         "accepted). QuestDB parses each connection on its own thread: 1 waits for each answer "
         "before sending the next. Each connection holds a request buffer (QDB_REQUEST_BYTES). "
         "On a 2-core host shared with Kafka no faster end to end (measured); for a QuestDB "
         "with cores to spare.",
+    )
+    qdb_transaction_per_flush: bool = Field(
+        True,
+        description="Write each flush as one QuestDB transaction: one ILP/HTTP request whose "
+        "body is streamed in chunks of 50,000 rows (fewer when rows are long: "
+        "QDB_REQUEST_BYTES), so QuestDB pays its cost per transaction once per flush while "
+        "the consumer holds one chunk. false: a flush goes out as time-ordered requests of "
+        "QDB_REQUEST_ROWS rows, each its own transaction, over QDB_CONNECTIONS connections.",
     )
     flush_bytes: int = Field(
         64 * 1024 * 1024,

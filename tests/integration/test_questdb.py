@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from questdb import Sender
+from questdb import QuestDBError, Sender
 from structlog.testing import capture_logs
 
-from consumer.questdb_sink import QuestDBSink
+from consumer.questdb_sink import QuestDBSink, RejectReason, StreamRejectedError
 from shared.batch import PointBatch
 from shared.errors import SchemaMismatchError
 from shared.qdb import (
@@ -188,3 +188,83 @@ def test_a_flush_over_three_connections_lands_whole_with_replays_resolved_in_ord
         "GROUP BY ts, source_address) WHERE c > 1"
     )
     assert doubled == []
+
+
+def _stream_sink(settings: ConsumerSettings) -> QuestDBSink:
+    return QuestDBSink(
+        settings.qdb_client_conf.get_secret_value(),
+        settings.qdb_table,
+        request_rows=1_500,  # chunks of 1,500 rows: a flush of 20,500 goes out in 14
+        stream=True,
+        http_url=settings.qdb_http_url,
+        http_auth=settings.qdb_http_auth,
+    )
+
+
+def test_a_streamed_flush_lands_whole_once_with_its_replays_resolved_in_order(
+    settings: ConsumerSettings, qdb: QuestDBSQL
+) -> None:
+    """One request streamed in chunks against the real server: every row once (twice sent),
+    and where the flush holds a value and its replay, the later one wins."""
+    ensure_point_table(qdb, settings.qdb_table)
+    start = 1_704_067_200_000_000  # 2024-01-01
+    stamps = start + np.arange(2_000, dtype=np.int64) * 60_000_000
+    batches = [
+        PointBatch(
+            f"P{p}", "Simulator", stamps, np.full(2_000, float(p)), np.zeros(2_000, np.uint8)
+        )
+        for p in range(10)
+    ]
+    batches.append(
+        PointBatch("P3", "Simulator", stamps[:500], np.full(500, -3.0), np.zeros(500, np.uint8))
+    )
+    sink = _stream_sink(settings)
+    try:
+        assert sink.write(batches) == []
+        assert sink.write(batches) == []
+    finally:
+        sink.close()
+    table = settings.qdb_table
+    wait_for(lambda: _count(qdb, table) == 20_000)
+    assert qdb.rows(
+        f"SELECT count() FROM {table} WHERE source_address = 'P3' AND value = -3.0"
+    ) == [[500]]
+    doubled = qdb.rows(
+        f"SELECT * FROM (SELECT ts, source_address, count() c FROM {table} "
+        "GROUP BY ts, source_address) WHERE c > 1"
+    )
+    assert doubled == []
+
+
+def test_a_bad_batch_in_a_streamed_flush_commits_nothing_of_it_then_only_it_is_refused(
+    settings: ConsumerSettings, qdb: QuestDBSQL
+) -> None:
+    """A batch QuestDB cannot store (before 1970) in the middle of a streamed flush: QuestDB
+    refuses the request and commits none of it (checked before the sink writes the rest
+    again), then the bisection writes every other batch and names just that one."""
+    ensure_point_table(qdb, settings.qdb_table)
+    start = 1_704_067_200_000_000
+    stamps = start + np.arange(2_000, dtype=np.int64) * 60_000_000
+    good = [
+        PointBatch(f"P{p}", "Simulator", stamps, np.ones(2_000), np.zeros(2_000, np.uint8))
+        for p in range(4)
+    ]
+    bad = PointBatch(
+        "OLD", "Simulator", np.array([-60_000_000], np.int64), np.ones(1), np.zeros(1, np.uint8)
+    )
+    table = settings.qdb_table
+    committed = f"SELECT sequencerTxn FROM wal_tables() WHERE name = '{table}'"
+    before = qdb.scalar(committed)
+    sink = _stream_sink(settings)
+    assert sink._stream is not None
+    # the server refuses the row, or the client its timestamp mid-body (the body breaks off)
+    with pytest.raises((StreamRejectedError, QuestDBError)):
+        sink._stream.post(sink._chunks([*good[:2], bad, *good[2:]], {}, [0]))
+    assert qdb.scalar(committed) == before  # not one transaction committed
+    try:
+        rejections = sink.write([*good[:2], bad, *good[2:]])
+    finally:
+        sink.close()
+    assert [(r.index, r.code) for r in rejections] == [(2, RejectReason.TIMESTAMP_OUT_OF_RANGE)]
+    wait_for(lambda: _count(qdb, table) == 8_000)
+    assert qdb.rows(f"SELECT count() FROM {table} WHERE source_address = 'OLD'") == [[0]]
