@@ -52,6 +52,36 @@ def _count(qdb: QuestDBSQL, table: str) -> int:
     return int(qdb.scalar(f"SELECT count() FROM {table}"))
 
 
+def _ten_points_and_a_replay() -> list[PointBatch]:
+    """10 points x 2,000 values, then a replay of P3's first 500 with new values (-3.0), later
+    in the same flush."""
+    start = 1_704_067_200_000_000  # 2024-01-01
+    stamps = start + np.arange(2_000, dtype=np.int64) * 60_000_000
+    batches = [
+        PointBatch(
+            f"P{p}", "Simulator", stamps, np.full(2_000, float(p)), np.zeros(2_000, np.uint8)
+        )
+        for p in range(10)
+    ]
+    batches.append(
+        PointBatch("P3", "Simulator", stamps[:500], np.full(500, -3.0), np.zeros(500, np.uint8))
+    )
+    return batches
+
+
+def _assert_once_with_the_replay_winning(qdb: QuestDBSQL, table: str) -> None:
+    """Every row of ``_ten_points_and_a_replay`` once, and the replay's values kept."""
+    wait_for(lambda: _count(qdb, table) == 20_000)
+    assert qdb.rows(
+        f"SELECT count() FROM {table} WHERE source_address = 'P3' AND value = -3.0"
+    ) == [[500]]
+    doubled = qdb.rows(
+        f"SELECT * FROM (SELECT ts, source_address, count() c FROM {table} "
+        "GROUP BY ts, source_address) WHERE c > 1"
+    )
+    assert doubled == []
+
+
 def test_table_is_created_with_wal_and_dedup_keys(
     settings: ConsumerSettings, qdb: QuestDBSQL
 ) -> None:
@@ -155,18 +185,7 @@ def test_a_flush_over_three_connections_lands_whole_with_replays_resolved_in_ord
     """QDB_CONNECTIONS > 1 against the real server: every row once, and where a flush holds a
     value and its replay (same point and time), the later one wins, as over one connection."""
     ensure_point_table(qdb, settings.qdb_table)
-    start = 1_704_067_200_000_000  # 2024-01-01
-    stamps = start + np.arange(2_000, dtype=np.int64) * 60_000_000
-    batches = [
-        PointBatch(
-            f"P{p}", "Simulator", stamps, np.full(2_000, float(p)), np.zeros(2_000, np.uint8)
-        )
-        for p in range(10)
-    ]
-    # a replay of P3's first 500 values with new values, later in the same flush
-    batches.append(
-        PointBatch("P3", "Simulator", stamps[:500], np.full(500, -3.0), np.zeros(500, np.uint8))
-    )
+    batches = _ten_points_and_a_replay()
     sink = QuestDBSink(
         settings.qdb_client_conf.get_secret_value(),
         settings.qdb_table,
@@ -178,16 +197,7 @@ def test_a_flush_over_three_connections_lands_whole_with_replays_resolved_in_ord
         assert sink.write(batches) == []  # the second flush goes out concurrently from the start
     finally:
         sink.close()
-    wait_for(lambda: _count(qdb, settings.qdb_table) == 20_000)
-    table = settings.qdb_table
-    assert qdb.rows(
-        f"SELECT count() FROM {table} WHERE source_address = 'P3' AND value = -3.0"
-    ) == [[500]]
-    doubled = qdb.rows(
-        f"SELECT * FROM (SELECT ts, source_address, count() c FROM {table} "
-        "GROUP BY ts, source_address) WHERE c > 1"
-    )
-    assert doubled == []
+    _assert_once_with_the_replay_winning(qdb, settings.qdb_table)
 
 
 def _stream_sink(settings: ConsumerSettings) -> QuestDBSink:
@@ -207,33 +217,14 @@ def test_a_streamed_flush_lands_whole_once_with_its_replays_resolved_in_order(
     """One request streamed in chunks against the real server: every row once (twice sent),
     and where the flush holds a value and its replay, the later one wins."""
     ensure_point_table(qdb, settings.qdb_table)
-    start = 1_704_067_200_000_000  # 2024-01-01
-    stamps = start + np.arange(2_000, dtype=np.int64) * 60_000_000
-    batches = [
-        PointBatch(
-            f"P{p}", "Simulator", stamps, np.full(2_000, float(p)), np.zeros(2_000, np.uint8)
-        )
-        for p in range(10)
-    ]
-    batches.append(
-        PointBatch("P3", "Simulator", stamps[:500], np.full(500, -3.0), np.zeros(500, np.uint8))
-    )
+    batches = _ten_points_and_a_replay()
     sink = _stream_sink(settings)
     try:
         assert sink.write(batches) == []
         assert sink.write(batches) == []
     finally:
         sink.close()
-    table = settings.qdb_table
-    wait_for(lambda: _count(qdb, table) == 20_000)
-    assert qdb.rows(
-        f"SELECT count() FROM {table} WHERE source_address = 'P3' AND value = -3.0"
-    ) == [[500]]
-    doubled = qdb.rows(
-        f"SELECT * FROM (SELECT ts, source_address, count() c FROM {table} "
-        "GROUP BY ts, source_address) WHERE c > 1"
-    )
-    assert doubled == []
+    _assert_once_with_the_replay_winning(qdb, settings.qdb_table)
 
 
 def test_a_bad_batch_in_a_streamed_flush_commits_nothing_of_it_then_only_it_is_refused(
