@@ -65,6 +65,7 @@ import structlog
 from questdb import QuestDBError, Sender
 
 from consumer.point_units import POINTS_SYMBOLS, Units, UnitTracker, units_frame
+from consumer.qdb_stream import StreamRejectedError, StreamWriter
 from shared.batch import PointBatch
 from shared.errors import SinkError
 from shared.qdb import points_table
@@ -129,51 +130,6 @@ def _is_data_error(exc: QuestDBError) -> bool:
     return code == "ServerFlushError" and (
         '"code":"invalid"' in message or "failed to parse" in message
     )
-
-
-class StreamRejectedError(Exception):
-    """QuestDB answered a streamed flush with a refusal of its rows (HTTP 400)."""
-
-
-class _StreamWriter:
-    """One ILP/HTTP request per flush, its body streamed in chunks (see the module docstring).
-
-    The questdb client serialises the rows (its buffers speak the protocol version it
-    negotiated with the server); httpx carries them, since the client sends one buffer per
-    request. ``transport`` is injected by tests.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        auth: tuple[str, str] | None,
-        timeout_s: float,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self._client = httpx.Client(
-            base_url=base_url,
-            auth=auth,
-            timeout=httpx.Timeout(timeout_s, connect=10.0),
-            transport=transport,
-        )
-
-    def post(self, chunks: Iterator[bytes]) -> None:
-        """Send the chunks as one request: QuestDB's one transaction. Raises
-        StreamRejectedError for a refusal of the rows, SinkError when QuestDB is unreachable
-        or failing (nothing of the request is then committed)."""
-        try:
-            response = self._client.post("/write", content=chunks)
-        except httpx.HTTPError as exc:
-            raise SinkError(f"QuestDB write failed: {exc}") from exc
-        if response.is_success:
-            return
-        text = response.text
-        if response.status_code == 400 or '"code":"invalid"' in text:
-            raise StreamRejectedError(text[:300])
-        raise SinkError(f"QuestDB write failed: HTTP {response.status_code}: {text[:300]}")
-
-    def close(self) -> None:
-        self._client.close()
 
 
 STREAM_CHUNK_ROWS = 50_000
@@ -359,7 +315,7 @@ class QuestDBSink:
             raise ValueError("stream needs QuestDB's http_url")
         # one streamed transaction per flush (module docstring); else time-ordered requests
         self._stream = (
-            _StreamWriter(http_url, http_auth, stream_timeout_s, http_transport)
+            StreamWriter(http_url, http_auth, stream_timeout_s, http_transport)
             if stream and http_url is not None
             else None
         )
