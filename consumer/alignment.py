@@ -43,17 +43,23 @@ class TimeAligner:
     window_us: int
     idle_s: float = 2.0
     _position: dict[Key, int] = field(default_factory=dict)
+    _oldest: dict[Key, int] = field(default_factory=dict)
     _active_at: dict[Key, float] = field(default_factory=dict)
     _at_end: set[Key] = field(default_factory=set)
     _paused: set[Key] = field(default_factory=set)
 
-    def observe(self, key: Key, newest_ts_us: int, now: float) -> None:
+    def observe(
+        self, key: Key, newest_ts_us: int, now: float, oldest_ts_us: int | None = None
+    ) -> None:
         """A message of ``key`` was read; its newest value is at ``newest_ts_us``."""
         self._position[key] = newest_ts_us
+        self._oldest[key] = newest_ts_us if oldest_ts_us is None else oldest_ts_us
         self._active_at[key] = now
         self._at_end.discard(key)
 
-    def admit(self, key: Key, newest_ts_us: int, now: float) -> bool:
+    def admit(
+        self, key: Key, newest_ts_us: int, now: float, oldest_ts_us: int | None = None
+    ) -> bool:
         """Whether a message of ``key`` reaching ``newest_ts_us`` may be taken now. No when it
         would run more than ``window`` ahead of every other partition that can deliver: then
         ``key`` counts as paused at that position (the caller puts the message back and pauses
@@ -69,7 +75,7 @@ class TimeAligner:
             self._at_end.discard(key)
             self._paused.add(key)
             return False
-        self.observe(key, newest_ts_us, now)
+        self.observe(key, newest_ts_us, now, oldest_ts_us)
         return True
 
     def reached_end(self, key: Key) -> None:
@@ -80,6 +86,7 @@ class TimeAligner:
         """Partitions revoked or lost: another member reads them now."""
         for key in keys:
             self._position.pop(key, None)
+            self._oldest.pop(key, None)
             self._active_at.pop(key, None)
             self._at_end.discard(key)
             self._paused.discard(key)
@@ -87,6 +94,18 @@ class TimeAligner:
     def slowest(self, now: float, held: frozenset[Key] = frozenset()) -> int | None:
         """The smallest position among partitions that can still deliver, if any."""
         live = [pos for key, pos in self._position.items() if self._can_deliver(key, now, held)]
+        return min(live) if live else None
+
+    def cutoff(self, now: float, held: frozenset[Key] = frozenset()) -> int | None:
+        """A time no partition that can still deliver is behind: the smallest oldest value of
+        the last message taken from each. Data at or after it may yet be joined by older data
+        of the slowest partitions; data before it, as far as their order goes, is complete.
+        None when no partition can deliver (all drained or idle)."""
+        live = [
+            self._oldest[key]
+            for key in self._position
+            if key in self._oldest and self._can_deliver(key, now, held)
+        ]
         return min(live) if live else None
 
     def to_pause(self, now: float, held: frozenset[Key] = frozenset()) -> frozenset[Key]:

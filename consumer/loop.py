@@ -5,9 +5,12 @@ The commit protocol, in one place:
 1. Messages are polled and decoded (counted, poison set aside, each batch's newest value
    kept for Redis) into a pending flush of messages; nothing is committed yet (offsets are
    stored by hand, and librdkafka commits nothing else).
-2. A flush writes every pending batch to QuestDB over ILP/HTTP (on a background thread, while
-   the next flush fills; one flush in flight at most). If QuestDB is down the loop pauses its
-   partitions and retries with backoff, keeping the data and committing nothing.
+2. A flush writes the pending batches to QuestDB over ILP/HTTP (on a background thread, while
+   the next flush fills; one flush in flight at most). Backfill batches that the slowest
+   partitions may still bring older data beside are held for a later flush, so history goes
+   in time order (``consumer.pending``); no offset is stored past a held message. If
+   QuestDB is down the loop pauses its partitions and retries with backoff, keeping the data
+   and committing nothing.
    Batches QuestDB refuses (bad data) are found by bisection and become dead letters.
 3. Dead letters are produced to the DLQ and acknowledged by the broker.
 4. The Redis latest-value cache is updated (newest wins; idempotent).
@@ -26,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import structlog
@@ -42,11 +45,11 @@ from confluent_kafka import (
 from consumer.alignment import TimeAligner
 from consumer.decode import LazyBatches, Poison, decode_message
 from consumer.dlq import DeadLetterPublisher
-from consumer.latest_cache import Latest, LatestValueCache, newest_in
+from consumer.latest_cache import LatestValueCache
 from consumer.membership import leave_group
 from consumer.metrics import ConsumerMetrics, Heartbeat, SinkHealth
+from consumer.pending import Pending, Written
 from consumer.questdb_sink import QuestDBSink
-from shared.batch import PointBatch
 from shared.codec import BatchCodec
 from shared.errors import DecodeError, SinkError
 from shared.ratelimit import ValueRateLimit
@@ -55,76 +58,14 @@ from shared.settings import ConsumerSettings
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+HOLD_ROWS_FACTOR = 3
+"""Most values a flush holds back, in FLUSH_ROWS (each costs about 17 bytes of Kafka message).
+The backfill partitions run up to a chunk window or two apart in time: with 100 points, 4 x
+400,000 values would hold nearly all of that. Measured (e2e, full year, 3 runs each): 3 gave
+87-94 % of the ceiling at 244-247 MB consumer peak; 4 gave 82-111 % (median 95 %) at
+259-261 MB, over the 250 MB the consumer is held to."""
 TimeLag = Callable[[], tuple[dict[tuple[str, int], float | None], dict[str, float | None]]]
 """The group's lag in seconds per (topic, partition), and its drain ETA per topic."""
-
-
-@dataclass
-class _Pending:
-    """What has been polled since the last commit.
-
-    Decoded batches are not kept: a batch is summed up (its value count and newest value) when
-    polled, and decoded again from its message when written (see ``LazyBatches``).
-    """
-
-    messages: list[Message] = field(default_factory=list)
-    batch_messages: list[Message] = field(default_factory=list)
-    lengths: list[int] = field(default_factory=list)
-    newest: list[Latest | None] = field(default_factory=list)
-    poisons: list[Poison] = field(default_factory=list)
-    values: int = 0
-    size: int = 0
-    since: float | None = None
-    dead_lettered: set[tuple[str, int, int]] = field(default_factory=set)
-    """Messages already acknowledged by the DLQ: a retried write does not send them again."""
-
-    def add(self, message: Message, decoded: PointBatch | Poison, now: float) -> None:
-        self.messages.append(message)
-        self.size += len(message.value() or b"")
-        if self.since is None:
-            self.since = now
-        if isinstance(decoded, Poison):
-            self.poisons.append(decoded)
-        else:
-            self.batch_messages.append(message)
-            self.lengths.append(len(decoded))
-            self.newest.append(newest_in(decoded))
-            self.values += len(decoded)
-
-    @staticmethod
-    def concat(first: _Pending, second: _Pending) -> _Pending:
-        """``first``'s messages followed by ``second``'s (offsets stay in order)."""
-        return _Pending(
-            messages=first.messages + second.messages,
-            batch_messages=first.batch_messages + second.batch_messages,
-            lengths=first.lengths + second.lengths,
-            newest=first.newest + second.newest,
-            poisons=first.poisons + second.poisons,
-            values=first.values + second.values,
-            size=first.size + second.size,
-            since=first.since if first.since is not None else second.since,
-            dead_lettered=first.dead_lettered | second.dead_lettered,
-        )
-
-    def keep_only(self, keep: Callable[[Message], bool]) -> None:
-        """Drop the messages of partitions we no longer own (their new owner re-reads them)."""
-        kept = _Pending()
-        for message in self.messages:
-            if keep(message):
-                kept.messages.append(message)
-                kept.size += len(message.value() or b"")
-        for message, length, newest in zip(
-            self.batch_messages, self.lengths, self.newest, strict=True
-        ):
-            if keep(message):
-                kept.batch_messages.append(message)
-                kept.lengths.append(length)
-                kept.newest.append(newest)
-                kept.values += length
-        kept.poisons = [p for p in self.poisons if keep(p.message)]
-        kept.since = self.since if kept.messages else None
-        kept.dead_lettered = self.dead_lettered
-        self.__dict__.update(kept.__dict__)
 
 
 @dataclass(frozen=True)
@@ -173,7 +114,7 @@ class IngestLoop:
         self._partition_lag = partition_lag
         # the group's lag in seconds per partition and drain ETA per topic (GroupLagWatcher)
         self._time_lag = time_lag
-        self._pending = _Pending()
+        self._pending = Pending()
         self._stop = threading.Event()
         self._flushing = False
         self._assigned: set[tuple[str, int]] = set()
@@ -183,13 +124,16 @@ class IngestLoop:
         # backfill partitions ahead in time wait for the slowest (see consumer.alignment)
         window_us = int(settings.backfill_align_window_s * 1_000_000)
         self._aligner = TimeAligner(window_us) if window_us > 0 else None
+        # flushes write history in time order, holding back what the slowest may still join
+        self._hold = self._aligner is not None and settings.backfill_hold_max_s > 0
+        self._flushed_at = clock()
         self._backfill_cap = ValueRateLimit(settings.backfill_max_values_per_second, clock=clock)
         self._last_steer = 0.0
         self._last_export = -1.0
         self._generation = 0  # bumped by every revoke or loss of partitions
         # one background writer: at most one flush in flight while the next one fills
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
-        self._inflight: tuple[_Pending, float, Future[_Outcome]] | None = None
+        self._inflight: tuple[Pending, float, Future[_Outcome]] | None = None
         self.heartbeat = Heartbeat(clock=clock)
         self.sinks = SinkHealth(clock=clock)  # which sink is stuck, for /ready and /health
         self.ready = False
@@ -302,13 +246,14 @@ class IngestLoop:
             "schema_registry", lambda: decode_message(self._codec, message), DecodeError
         )
         backfill = message.topic() == self._settings.topic_backfill
+        oldest = None
         if backfill and self._aligner is not None and not isinstance(decoded, Poison) and decoded:
-            # a batch is sorted by time: its last value is its newest
-            newest = int(decoded.timestamps_us[-1])
-            if not self._aligner.admit(_key(message)[:2], newest, self._clock()):
+            # a batch is sorted by time: its first value is its oldest, its last its newest
+            newest, oldest = int(decoded.timestamps_us[-1]), int(decoded.timestamps_us[0])
+            if not self._aligner.admit(_key(message)[:2], newest, self._clock(), oldest):
                 self._put_back(message)
                 return False
-        self._pending.add(message, decoded, self._clock())
+        self._pending.add(message, decoded, self._clock(), oldest if self._hold else None)
         if backfill and not isinstance(decoded, Poison):
             # paid for by pausing the backfill partitions (see _steer) while over the cap
             self._backfill_cap.reserve(len(decoded))
@@ -329,13 +274,43 @@ class IngestLoop:
         pending, s = self._pending, self._settings
         if not pending.messages or pending.since is None:
             return False
-        return (
-            pending.values >= s.flush_rows
-            or pending.size >= s.flush_bytes
-            or (self._clock() - pending.since) * 1000 >= s.flush_interval_ms
+        now = self._clock()
+        cutoff = self._cutoff(now)
+        if cutoff is None:
+            return (
+                pending.values >= s.flush_rows
+                or pending.size >= s.flush_bytes
+                or (now - pending.since) * 1000 >= s.flush_interval_ms
+            )
+        values, messages = pending.writable(cutoff)
+        return messages > 0 and (
+            values >= s.flush_rows or (now - self._flushed_at) * 1000 >= s.flush_interval_ms
         )
 
-    def _flush(self, retry: bool = True) -> None:
+    def _cutoff(self, now: float) -> int | None:
+        """The time before which a flush writes backfill batches now, holding the rest back
+        (see consumer.pending); None: write everything (hold-back off or past its time or
+        bytes bound, or no backfill partition still being read). Holding at most
+        ``HOLD_ROWS_FACTOR`` x FLUSH_ROWS values: past that, the oldest FLUSH_ROWS go."""
+        pending, s = self._pending, self._settings
+        if (
+            not self._hold
+            or self._aligner is None
+            or pending.since is None
+            or pending.size >= s.flush_bytes
+            or now - pending.since >= s.backfill_hold_max_s
+        ):
+            return None
+        backfill = frozenset(
+            (t, p) for (t, p) in self._assigned if t == self._settings.topic_backfill
+        )
+        cutoff = self._aligner.cutoff(now, backfill if self._holding else frozenset())
+        if cutoff is None or pending.values < HOLD_ROWS_FACTOR * s.flush_rows:
+            return cutoff
+        oldest_first = pending.cutoff_freeing(s.flush_rows)
+        return None if oldest_first is None else max(cutoff, oldest_first)
+
+    def _flush(self, retry: bool = True, everything: bool = False) -> None:
         """Hand the pending messages to the writer; see the module docstring for the order.
 
         The first attempt runs on a background thread, so decoding the next flush overlaps
@@ -348,7 +323,23 @@ class IngestLoop:
         pending = self._pending
         if not pending.messages:
             return
-        self._pending = _Pending()
+        cutoff = self._cutoff(self._clock()) if retry and not everything else None
+        if cutoff is not None:
+            # the oldest first, about FLUSH_ROWS at a time: a long stretch that became
+            # writable at once goes out as several transactions, each in time order, and the
+            # flush in flight stays small (its Kafka messages are held until it is written)
+            oldest_first = pending.cutoff_freeing(self._settings.flush_rows)
+            if oldest_first is not None:
+                cutoff = min(cutoff, oldest_first)
+        if cutoff is None:
+            self._pending = Pending()
+        else:
+            pending, self._pending = pending.split(cutoff)
+            log.debug("flush_holds_back", cutoff_us=cutoff, holds=self._pending.values)
+        self._metrics.held_back.set(self._pending.values)
+        if not pending.messages:
+            return
+        self._flushed_at = self._clock()
         if retry:
             future = self._writer.submit(self._write, pending, False)
             self._inflight = (pending, self._clock(), future)
@@ -375,20 +366,20 @@ class IngestLoop:
         except SinkError:
             if not retry:
                 self._inflight = None
-                self._pending = _Pending.concat(pending, self._pending)
+                self._pending = Pending.concat(pending, self._pending)
                 raise
             outcome = self._write_guarded(pending, retry=True)  # _Stopped leaves it in flight
         self._inflight = None
         self._complete(pending, started, outcome)
 
-    def _write_guarded(self, pending: _Pending, retry: bool) -> _Outcome:
+    def _write_guarded(self, pending: Pending, retry: bool) -> _Outcome:
         self._flushing = True
         try:
             return self._write(pending, retry)
         finally:
             self._flushing = False
 
-    def _write(self, pending: _Pending, retry: bool) -> _Outcome:
+    def _write(self, pending: Pending, retry: bool) -> _Outcome:
         """QuestDB, then the dead letters (decode failures and refused batches), then Redis."""
         batches = LazyBatches(self._codec, pending.batch_messages)
         rejections = self._retry(
@@ -409,9 +400,9 @@ class IngestLoop:
         self._retry("redis", lambda: self._cache.update(newest), SinkError, retry)
         return _Outcome(refused, len(poisons))
 
-    def _complete(self, pending: _Pending, started: float, outcome: _Outcome) -> None:
+    def _complete(self, pending: Pending, started: float, outcome: _Outcome) -> None:
         """The flush is durable in QuestDB, the DLQ and Redis: store offsets, count it."""
-        self._commit(pending.messages)
+        self._commit(pending.messages, pending.commit_limit)
         for i, (message, length) in enumerate(
             zip(pending.batch_messages, pending.lengths, strict=True)
         ):
@@ -437,14 +428,19 @@ class IngestLoop:
         for p in poisons:
             self._metrics.dead_letters.labels(p.error_type).inc()
 
-    def _commit(self, messages: Sequence[Message]) -> None:
-        """Store the next offset of every partition we still own; the client commits them."""
+    def _commit(
+        self, messages: Sequence[Message | Written], limit: dict[tuple[str, int], int]
+    ) -> None:
+        """Store the next offset of every partition we still own, never past its ``limit``
+        (a message carried to the next flush); the client commits them."""
         highest: dict[tuple[str, int], int] = {}
         for m in messages:
             key = (m.topic() or "", m.partition() or 0)
             highest[key] = max(highest.get(key, -1), m.offset() or 0)
         offsets = [
-            TopicPartition(topic, partition, offset + 1)
+            TopicPartition(
+                topic, partition, min(offset + 1, limit.get((topic, partition), 1 << 62))
+            )
             for (topic, partition), offset in highest.items()
             if (topic, partition) in self._assigned
         ]
@@ -612,7 +608,7 @@ class IngestLoop:
         timer.daemon = True
         timer.start()
         try:
-            self._flush()  # finishes the write in flight, hands over the rest
+            self._flush(everything=True)  # finishes the write in flight, hands over the rest
             self._finish_inflight()
         except (_Stopped, SinkError) as exc:
             log.warning(

@@ -120,6 +120,11 @@ class ConsumerMetrics:
         self.backfill_paused = Gauge(
             "histfill_backfill_paused", "1 while backfill partitions are paused.", registry=r
         )
+        self.held_back = Gauge(
+            "histfill_consumer_held_back_values",
+            "Backfill values the last flush held for a later one (BACKFILL_HOLD_MAX_S).",
+            registry=r,
+        )
         self.last_flush = Gauge(
             "histfill_last_flush_timestamp_seconds",
             "Unix time of the last successful flush.",

@@ -304,6 +304,15 @@ class ConsumerSettings(CommonSettings):
         "merges in QuestDB). Idle and drained partitions never hold the others back; the "
         "real-time topic is never paused by it. 0: off.",
     )
+    backfill_hold_max_s: float = Field(
+        10.0,
+        ge=0,
+        description="With time alignment on: a flush writes the backfill batches older than "
+        "every partition still being read and holds the rest for a later flush, so QuestDB "
+        "takes history in time order instead of merging it into days it already wrote. A "
+        "batch is held at most this long (s); past 3 x FLUSH_ROWS values held, the oldest "
+        "go; real-time values are never held. 0: off (each flush writes all it has).",
+    )
     sink_retry_max_backoff_s: float = Field(
         30.0, gt=0, description="Longest wait between retries while QuestDB or Redis is down."
     )

@@ -126,7 +126,13 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
     total = producer.values  # 1.2 M values
 
     first = start_consumer(FLUSH_ROWS="30000", POLL_BATCH="10")
-    wait_for(lambda: count_rows(qdb, infra.qdb_table) >= total // 5, timeout=90)
+    held: list[float] = []  # flushes held history back (the default): the kill lands among them
+
+    def progressed() -> bool:
+        held.append(first.metric("histfill_consumer_held_back_values"))
+        return max(held) > 0 and count_rows(qdb, infra.qdb_table) >= total // 5
+
+    wait_for(progressed, timeout=90)
     first.kill()
     assert count_rows(qdb, infra.qdb_table) < total, "the kill must land mid-stream"
 

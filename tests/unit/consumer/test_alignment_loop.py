@@ -3,76 +3,23 @@
 
 from __future__ import annotations
 
-from confluent_kafka import TopicPartition
-
 from consumer.loop import IngestLoop
-from consumer.metrics import ConsumerMetrics
-from shared.batch import PointBatch
-from shared.settings import ConsumerSettings, load_settings
-from tests.unit.consumer.fakes import FakeMessage, NullCache
-
-DAY_US = 86_400_000_000
-
-
-class _DayCodec:
-    """Each message's payload is the day (as text) its one value falls on."""
-
-    def decode(self, raw: bytes) -> PointBatch:
-        return PointBatch.from_columns("A", "Simulator", [int(raw) * DAY_US], [1.0])
+from tests.unit.consumer.fakes import (
+    DaySink,
+    FakeMessage,
+    RecordingConsumer,
+    aligned_loop,
+    day_message,
+)
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.written: list[int] = []
-
-    def write(self, batches: list[PointBatch], values: int | None = None) -> list[object]:
-        self.written += [int(b.timestamps_us[0] // DAY_US) for b in batches]
-        return []
-
-
-class _Consumer:
-    """Records pauses, resumes, seeks and stored offsets."""
-
-    def __init__(self) -> None:
-        self.paused: set[tuple[str, int]] = set()
-        self.seeks: list[tuple[str, int, int]] = []
-        self.stored: dict[tuple[str, int], int] = {}
-
-    def pause(self, partitions: list[TopicPartition]) -> None:
-        self.paused |= {(tp.topic, tp.partition) for tp in partitions}
-
-    def resume(self, partitions: list[TopicPartition]) -> None:
-        self.paused -= {(tp.topic, tp.partition) for tp in partitions}
-
-    def seek(self, tp: TopicPartition) -> None:
-        self.seeks.append((tp.topic, tp.partition, tp.offset))
-
-    def store_offsets(self, offsets: list[TopicPartition]) -> None:
-        self.stored |= {(tp.topic, tp.partition): tp.offset for tp in offsets}
-
-
-def _loop() -> tuple[IngestLoop, _Consumer, _Sink]:
-    settings = load_settings(
-        ConsumerSettings,
-        {"TOPIC_REALTIME": "rt", "TOPIC_BACKFILL": "bf", "BACKFILL_ALIGN_WINDOW_S": "86400"},
-    )
-    consumer, sink = _Consumer(), _Sink()
-    loop = IngestLoop(
-        consumer,  # type: ignore[arg-type]
-        _DayCodec(),  # type: ignore[arg-type]
-        sink,  # type: ignore[arg-type]
-        NullCache(),  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        settings,
-        ConsumerMetrics(),
-    )
-    parts = [TopicPartition("bf", 0), TopicPartition("bf", 1), TopicPartition("rt", 0)]
-    loop.on_assign(consumer, parts)  # type: ignore[arg-type]
-    return loop, consumer, sink
+def _loop() -> tuple[IngestLoop, RecordingConsumer, DaySink]:
+    """Alignment alone: every flush writes all it holds (hold-back: test_holdback.py)."""
+    return aligned_loop(BACKFILL_HOLD_MAX_S="0")
 
 
 def _msg(topic: str, partition: int, offset: int, day: int) -> FakeMessage:
-    return FakeMessage(topic, partition, offset, str(day).encode())
+    return day_message(topic, partition, offset, day)
 
 
 def test_a_message_running_ahead_is_put_back_and_read_after_the_others_catch_up() -> None:

@@ -57,11 +57,15 @@ class _Consumer:
         """Nothing to close."""
 
 
+# every flush writes all it holds (hold-back: test_holdback_loop.py)
+_NO_HOLD = {"TOPIC_REALTIME": "rt", "TOPIC_BACKFILL": "bf", "BACKFILL_HOLD_MAX_S": "0"}
+
+
 def _loop_with_failed_flush(fails: int) -> tuple[IngestLoop, _Consumer, _Sink]:
     """Offsets 0-9 handed to the background writer, whose first attempt failed; 10-19 pending."""
     settings = load_settings(
         ConsumerSettings,
-        {"TOPIC_REALTIME": "rt", "TOPIC_BACKFILL": "bf", "SHUTDOWN_TIMEOUT_S": "5"},
+        {**_NO_HOLD, "SHUTDOWN_TIMEOUT_S": "5"},
     )
     consumer, sink = _Consumer(), _Sink(fails)
     loop = IngestLoop(
@@ -139,7 +143,7 @@ class _FlakyCache:
 def test_a_write_retried_after_redis_failed_does_not_dead_letter_twice() -> None:
     """QuestDB and the DLQ succeed, Redis fails: the retry upserts again but sends no second
     dead letter, then stores the offsets."""
-    settings = load_settings(ConsumerSettings, {"TOPIC_REALTIME": "rt", "TOPIC_BACKFILL": "bf"})
+    settings = load_settings(ConsumerSettings, _NO_HOLD)
     consumer, sink, dlq = _Consumer(), _Sink(0), _Dlq()
     loop = IngestLoop(
         consumer,  # type: ignore[arg-type]

@@ -11,8 +11,9 @@ from questdb import QuestDBError, QuestDBErrorCode
 
 from consumer.decode import LazyBatches, Poison, decode_message
 from consumer.latest_cache import newest_in, newest_per_point
-from consumer.loop import IngestLoop, _Pending
+from consumer.loop import IngestLoop
 from consumer.metrics import ConsumerMetrics
+from consumer.pending import Pending
 from consumer.point_units import UnitTracker
 from consumer.questdb_sink import QuestDBSink, RejectReason, batches_to_frame
 from shared.batch import PointBatch
@@ -88,7 +89,7 @@ def test_newest_per_point_lets_the_later_of_equal_timestamps_win() -> None:
 
 def test_pending_keeps_only_messages_of_partitions_still_owned() -> None:
     """After a revoke, only the batches of partitions we still own stay pending."""
-    pending = _Pending()
+    pending = Pending()
     pending.add(FakeMessage("bf", 0, 1), _batch("A", [1, 2], [1.0, 2.0]), now=0.0)  # type: ignore[arg-type]
     pending.add(FakeMessage("bf", 1, 1), _batch("B", [1], [1.0]), now=0.1)  # type: ignore[arg-type]
     pending.keep_only(lambda m: m.partition() == 1)
