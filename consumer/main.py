@@ -139,7 +139,9 @@ def main() -> int:
         settings.log_level,
         json=None if settings.log_format == "auto" else settings.log_format == "json",
     )
-    log.debug("malloc_tuned", **tune_malloc())
+    # one heap arena: the flush writer and librdkafka's threads then share freed memory instead
+    # of each keeping its own (measured, e2e 120 days: peak 276 -> 265 MB, no more CPU)
+    log.debug("malloc_tuned", **tune_malloc(arena_max=1))
     try:
         run(settings)
     except HistfillError as exc:

@@ -81,11 +81,13 @@ def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -
         "isolation.level": "read_committed",
         # Bounded prefetch: librdkafka's local queue (default 64 MiB) and in-flight fetches
         # (default 50 MiB) dominated the consumer's RSS. They fill while the loop waits for a
-        # flush; 4 MiB each (under half a second of data at full rate) is refilled faster than
-        # the loop drains it. Measured: 8 MiB -> 4 MiB cut the e2e peak from 250-270 to 232-236
-        # MB.
-        "queued.max.messages.kbytes": 4096,
-        "fetch.max.bytes": 4 * 1024 * 1024,
+        # flush; 1 MiB each is refilled faster than the loop drains it (a fetch bigger than
+        # this still returns its first record batch whole, so big messages pass). Measured (e2e,
+        # 120 days): 8 -> 4 MiB took the peak from 250-270 to 232-236 MB; with flushes holding
+        # back history (consumer.pending), 4 -> 2 -> 1 MiB took it 265 -> 256 -> 248 MB at the
+        # same throughput.
+        "queued.max.messages.kbytes": 1024,
+        "fetch.max.bytes": 1024 * 1024,
         # ...but only if the fetcher looks again soon: once the local queue is over its bound,
         # librdkafka (2.1+) waits fetch.queue.backoff.ms, 1 s by default, before fetching that
         # partition again. With a 4 MiB queue that was most of the time: the loop sat in
