@@ -86,7 +86,9 @@ class Pending:
 
     @staticmethod
     def concat(first: Pending, second: Pending) -> Pending:
-        """``first``'s messages followed by ``second``'s (offsets stay in order)."""
+        """``first``'s messages followed by ``second``'s (offsets stay in order). No commit
+        limit: ``second`` holds the messages ``first``'s limit stood for (a flush that could
+        not be written goes back in front of what it held back)."""
         since = [s for s in (first.since, second.since) if s is not None]
         return Pending(
             messages=first.messages + second.messages,
