@@ -301,14 +301,10 @@ class IngestLoop:
             or now - pending.since >= s.backfill_hold_max_s
         ):
             return None
-        backfill = frozenset(
-            (t, p) for (t, p) in self._assigned if t == self._settings.topic_backfill
-        )
-        cutoff = self._aligner.cutoff(now, backfill if self._holding else frozenset())
-        if cutoff is None or pending.values < HOLD_ROWS_FACTOR * s.flush_rows:
-            return cutoff
-        oldest_first = pending.cutoff_freeing(s.flush_rows)
-        return None if oldest_first is None else max(cutoff, oldest_first)
+        if pending.values >= HOLD_ROWS_FACTOR * s.flush_rows:
+            return pending.cutoff_freeing(s.flush_rows)
+        held = self._backfill_assigned() if self._holding else frozenset()
+        return self._aligner.cutoff(now, held)
 
     def _flush(self, retry: bool = True, everything: bool = False) -> None:
         """Hand the pending messages to the writer; see the module docstring for the order.
@@ -575,13 +571,14 @@ class IngestLoop:
         self._apply_pauses()
         self._metrics.backfill_paused.set(1 if self._holding else 0)
 
+    def _backfill_assigned(self) -> frozenset[tuple[str, int]]:
+        return frozenset((t, p) for (t, p) in self._assigned if t == self._settings.topic_backfill)
+
     def _apply_pauses(self) -> None:
         """Pause what should be paused now, resume the rest: every backfill partition while
         held (real-time first, the cap), else those the aligner says run ahead in time. The
         real-time partitions are never paused here."""
-        backfill = frozenset(
-            (t, p) for (t, p) in self._assigned if t == self._settings.topic_backfill
-        )
+        backfill = self._backfill_assigned()
         held = backfill if self._holding else frozenset()
         aligned = (
             self._aligner.to_pause(self._clock(), held) & backfill

@@ -145,27 +145,18 @@ class Pending:
                 first_held.setdefault(_key(message), message.offset() or 0)
         write = self._select({id(m) for m, h in zip(self.messages, held, strict=True) if not h})
         write.commit_limit = first_held
-        carry = self._select({id(m) for m, h in zip(self.messages, held, strict=True) if h})
-        # in offset order: the carried messages, and the written ones after a partition's
-        # first carried message by their offsets alone
-        carry.messages, carry.counts, carry.oldest = [], [], []
-        for i, message in enumerate(self.messages):
-            if held[i]:
-                carry.messages.append(message)
-                carry.counts.append(self.counts[i])
-                carry.oldest.append(self.oldest[i])
-            elif (message.offset() or 0) > first_held.get(_key(message), 1 << 62):
-                carry.messages.append(_written(message))
-                carry.counts.append(0)
-                carry.oldest.append(None)
-        carry.since = self.since if carry.messages else None
+        carry = self._select(
+            {id(m) for m, h in zip(self.messages, held, strict=True) if h}, first_held
+        )
         return write, carry
 
     def _held(self, i: int, cutoff: int) -> bool:
         oldest = self.oldest[i]
         return oldest is not None and oldest >= cutoff
 
-    def _select(self, ids: set[int]) -> Pending:
+    def _select(self, ids: set[int], marks_after: dict[Key, int] | None = None) -> Pending:
+        """The messages in ``ids``; with ``marks_after``, also, by their offsets alone, the
+        others after a partition's offset there (in offset order either way)."""
         kept = Pending(dead_lettered=self.dead_lettered)
         for message, count, oldest in zip(self.messages, self.counts, self.oldest, strict=True):
             if id(message) in ids:
@@ -173,6 +164,10 @@ class Pending:
                 kept.counts.append(count)
                 kept.oldest.append(oldest)
                 kept.size += len(message.value() or b"")
+            elif marks_after and (message.offset() or 0) > marks_after.get(_key(message), 1 << 62):
+                kept.messages.append(_written(message))
+                kept.counts.append(0)
+                kept.oldest.append(None)
         for message, length, newest in zip(
             self.batch_messages, self.lengths, self.newest, strict=True
         ):
